@@ -1,0 +1,88 @@
+"""The LightningDataModule: train / valid / test splits of Oxford-IIIT Pet."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from petseg.data.dataset import OxfordPetDataset
+from petseg.data.download import ensure_data
+from petseg.data.transforms import Augment, eval_transform, train_transform
+from petseg.errors import PetsegError
+
+DEFAULT_ROOT = "dataset/oxford-iiit-pet"
+
+
+class PetDataModule(L.LightningDataModule):
+    """Oxford-IIIT Pet as binary masks, split train / valid (from trainval.txt) and test.
+
+    Args:
+        root: Data folder in the official layout (``images/``, ``annotations/``).
+        image_size: Side of the square that images and masks are resized to.
+        batch_size: Images per batch, for every split.
+        num_workers: Loader processes; ``None`` picks ``min(8, CPU count)``.
+        augment: Training augmentation: ``none``, ``basic`` (flip, small scale/rotate) or
+            ``strong`` (adds colour, gamma, CLAHE, channel shuffle and a random resized crop).
+        download: Fetch the official archives into ``root`` when it holds no data.
+    """
+
+    def __init__(
+        self,
+        root: str = DEFAULT_ROOT,
+        image_size: int = 256,
+        batch_size: int = 16,
+        num_workers: int | None = None,
+        augment: Augment = "basic",
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if image_size < 32:
+            raise PetsegError(f"--data.image_size {image_size} is too small; use at least 32")
+        if batch_size < 1:
+            raise PetsegError(f"--data.batch_size {batch_size} must be at least 1")
+        self.save_hyperparameters()
+        self.root = root
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.augment = augment
+        self.download = download
+        self.datasets: dict[str, OxfordPetDataset] = {}
+
+    def prepare_data(self) -> None:
+        ensure_data(self.root, allow_download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        ensure_data(self.root, allow_download=False)
+        stages = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",)}
+        for split in stages.get(stage, ("train", "valid", "test")):
+            if split not in self.datasets:
+                transform = (
+                    train_transform(self.image_size, self.augment)
+                    if split == "train"
+                    else eval_transform(self.image_size)
+                )
+                self.datasets[split] = OxfordPetDataset(self.root, split, transform)
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=split == "train",
+            drop_last=split == "train" and len(self.datasets[split]) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

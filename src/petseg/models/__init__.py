@@ -1,0 +1,22 @@
+"""Models: plain ``nn.Module``s returning logits ``(N, 1, H, W)``, and a name -> class registry."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from petseg.errors import PetsegError
+from petseg.models.resnet34_unet import ResNet34Encoder, ResNet34UNet
+from petseg.models.unet import UNet
+
+MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "resnet34_unet": ResNet34UNet}
+ARCHS: tuple[str, ...] = tuple(MODELS)
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build the architecture ``name`` (``unet`` or ``resnet34_unet``) with ``kwargs``."""
+    if name not in MODELS:
+        raise PetsegError(f"unknown architecture {name!r}; valid names: {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+__all__ = ["ARCHS", "MODELS", "ResNet34Encoder", "ResNet34UNet", "UNet", "build_model"]

@@ -1,0 +1,131 @@
+"""The LightningModule that trains any petseg model: loss, metrics, optimizer and logging."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from petseg.errors import PetsegError
+from petseg.losses import LossName, SegmentationLoss
+from petseg.metrics import BinarySegmentationScores
+from petseg.models import build_model
+
+OptimizerName = Literal["adamw", "adam", "radam", "sgd"]
+SchedulerName = Literal["cosine", "onecycle", "exponential", "none"]
+OPTIMIZERS = {
+    "adamw": torch.optim.AdamW,
+    "adam": torch.optim.Adam,
+    "radam": torch.optim.RAdam,
+    "sgd": torch.optim.SGD,
+}
+SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "exponential", "none")
+STAGES = ("train", "val", "test")
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a binary segmentation model (``unet`` or ``resnet34_unet``) from scratch.
+
+    Every argument is saved in the checkpoint, so a checkpoint alone rebuilds the model.
+
+    Args:
+        arch: Architecture name from the model registry (set by ``petseg-train --arch``).
+        base_channels: Width of the model's first level (64 is the published width).
+        bilinear: Bilinear upsampling in the decoder instead of transposed convolutions.
+        loss: ``bce``, ``dice``, ``bce_dice`` or ``mse``.
+        dice_weight: Weight of the Dice term in ``bce_dice``.
+        optimizer: ``adamw``, ``adam``, ``radam`` or ``sgd``.
+        lr: Learning rate (the peak rate for ``onecycle``).
+        weight_decay: Weight decay of the optimizer.
+        momentum: Momentum for ``sgd`` (Nesterov).
+        scheduler: ``cosine`` (per step, to zero), ``onecycle`` (per step), ``exponential``
+            (per epoch, by ``gamma``) or ``none``.
+        gamma: Decay per epoch of the ``exponential`` scheduler.
+        threshold: Probability above which a pixel counts as pet in the metrics.
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet34_unet",
+        base_channels: int = 64,
+        bilinear: bool = False,
+        loss: LossName = "bce_dice",
+        dice_weight: float = 1.0,
+        optimizer: OptimizerName = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: SchedulerName = "cosine",
+        gamma: float = 0.95,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise PetsegError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if scheduler not in SCHEDULERS:
+            raise PetsegError(f"unknown scheduler {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        self.save_hyperparameters()
+        self.net: nn.Module = build_model(arch, base_channels=base_channels, bilinear=bilinear)
+        self.criterion = SegmentationLoss(loss, dice_weight)
+        # One metric object per stage ("train" is taken as a ModuleDict key by nn.Module.train).
+        self.scores = nn.ModuleDict({f"{s}_": BinarySegmentationScores(threshold) for s in STAGES})
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, 1, H, W)`` for normalised images ``(N, 3, H, W)``."""
+        return self.net(images)
+
+    def _common_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, masks = batch  # (N, 3, H, W) float, (N, H, W) uint8
+        masks = masks.unsqueeze(1).float()  # (N, 1, H, W)
+        logits = self(images)
+        loss = self.criterion(logits, masks)
+        self.scores[f"{stage}_"].update(logits, masks)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(images),
+                 sync_dist=True, prog_bar=stage == "train")  # fmt: skip
+        return loss
+
+    def _log_scores(self, stage: str) -> None:
+        scores = self.scores[f"{stage}_"].compute()  # synced across processes by torchmetrics
+        keys = ("dice",) if stage == "train" else ("dice", "dice_dataset", "iou")
+        for key in keys:
+            self.log(f"{stage}/{key}", scores[key], prog_bar=f"{stage}/{key}" == "val/dice")
+        self.scores[f"{stage}_"].reset()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_scores("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        if hp.optimizer == "sgd":
+            kwargs.update(momentum=hp.momentum, nesterov=hp.momentum > 0)
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "exponential":
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.gamma)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if hp.scheduler == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, hp.lr, total_steps=steps)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        per_step = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": per_step}

@@ -1,0 +1,55 @@
+"""Shared fixtures: synthetic data in the official layout, paths to committed real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from petseg.data.synthetic import make_synthetic_dataset
+
+DATA = Path(__file__).parent / "data"
+SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "oxford-pet-sample"
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """40 trainval + 20 test synthetic images (train 36 / valid 4 / test 20)."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_trainval=40, n_test=20)
+
+
+@pytest.fixture(scope="session")
+def official_splits() -> Path:
+    """A data root holding only the official, complete annotations/trainval.txt and test.txt."""
+    return DATA / "official-splits"
+
+
+@pytest.fixture
+def quirks_root() -> Path:
+    """Real files with the official release's quirks (a GIF and an RGBA PNG named .jpg)."""
+    return DATA / "quirks"
+
+
+@pytest.fixture
+def sample_root() -> Path:
+    """The 600-image real sample beside the checkout, where it exists."""
+    if not (SHARED_SAMPLE / "annotations" / "trainval.txt").is_file():
+        pytest.skip(f"real sample not found at {SHARED_SAMPLE}")
+    return SHARED_SAMPLE
+
+
+def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """petseg-train arguments for a small, fast CPU run writing under tmp_path."""
+    return [
+        "--data.root", str(root),
+        "--data.image_size", "64",
+        "--data.batch_size", "8",
+        "--data.num_workers", "0",
+        "--model.base_channels", "8",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--save_dir", str(tmp_path / "saved_models"),
+        "--log_dir", str(tmp_path / "logs"),
+        *extra,
+    ]  # fmt: skip

@@ -1,0 +1,121 @@
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+
+from petseg.data import OxfordPetDataset, PetDataModule, read_image, split_names, trimap_to_mask
+from petseg.data import download as download_module
+from petseg.data.transforms import eval_transform, train_transform
+from petseg.errors import PetsegError
+
+
+def test_trimap_mapping_pet_and_border_are_foreground():
+    trimap = np.array([[1, 2, 3], [2, 2, 1]], dtype=np.uint8)
+    np.testing.assert_array_equal(trimap_to_mask(trimap), [[1, 0, 1], [0, 0, 1]])
+
+
+def test_official_split_sizes(official_splits):
+    sizes = {s: len(split_names(official_splits, s)) for s in ("train", "valid", "test")}
+    assert sizes == {"train": 3312, "valid": 368, "test": 3669}
+
+
+def test_split_rule_every_tenth_trainval_line_is_valid(official_splits):
+    lines = (official_splits / "annotations" / "trainval.txt").read_text().split("\n")
+    names = [line.split()[0] for line in lines if line.strip()]
+    valid, train = split_names(official_splits, "valid"), split_names(official_splits, "train")
+    assert valid[:2] == [names[0], names[10]]
+    assert set(valid).isdisjoint(train) and len(valid) + len(train) == len(names)
+
+
+def test_quirky_real_files_load_as_rgb(quirks_root):
+    gif = read_image(quirks_root / "images" / "Abyssinian_34.jpg")  # a GIF named .jpg
+    rgba = read_image(quirks_root / "images" / "Abyssinian_5.jpg")  # an RGBA PNG named .jpg
+    assert gif.shape == (202, 250, 3) and gif.dtype == np.uint8
+    assert rgba.shape == (150, 200, 3) and rgba.dtype == np.uint8
+
+
+def test_all_background_trimap_gives_empty_mask(quirks_root):
+    from petseg.data import read_mask
+
+    assert read_mask(quirks_root / "annotations" / "trimaps" / "Abyssinian_34.png").sum() == 0
+
+
+def test_real_sample_every_listed_file_loads(sample_root):
+    for split in ("train", "valid", "test"):
+        ds = OxfordPetDataset(sample_root, split, eval_transform(64))
+        image, mask = ds[len(ds) - 1]
+        assert image.shape == (3, 64, 64) and mask.shape == (64, 64)
+    assert len(OxfordPetDataset(sample_root, "test")) == 298
+
+
+@pytest.mark.parametrize("augment", ["none", "basic", "strong"])
+def test_transforms_give_normalised_tensors_and_binary_masks(synthetic_root, augment):
+    ds = OxfordPetDataset(synthetic_root, "train", train_transform(48, augment))
+    image, mask = ds[0]
+    assert image.shape == (3, 48, 48) and image.dtype == torch.float32
+    assert mask.shape == (48, 48) and set(mask.unique().tolist()) <= {0, 1}
+    assert -3 < image.mean() < 3  # ImageNet-normalised, not 0..255
+
+
+def test_resize_keeps_masks_binary_and_aligned(synthetic_root):
+    ds = OxfordPetDataset(synthetic_root, "valid", eval_transform(64))
+    _, raw_mask = ds.load(0)
+    _, mask = ds[0]
+    assert set(mask.unique().tolist()) == {0, 1}
+    assert abs(mask.float().mean().item() - raw_mask.mean()) < 0.05
+
+
+def test_unknown_augment_lists_valid_names():
+    with pytest.raises(PetsegError, match="none, basic, strong"):
+        train_transform(64, "extreme")
+
+
+def test_datamodule_batches(synthetic_root):
+    dm = PetDataModule(str(synthetic_root), image_size=32, batch_size=4, num_workers=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    images, masks = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and masks.shape == (4, 32, 32)
+    assert len(dm.datasets["train"]) == 36 and len(dm.datasets["valid"]) == 4
+
+
+def test_missing_data_without_download_says_what_to_do(tmp_path):
+    dm = PetDataModule(str(tmp_path / "nothing"), download=False)
+    with pytest.raises(PetsegError, match=r"lacks images.*--data.download true"):
+        dm.prepare_data()
+
+
+def test_root_without_split_files_names_them(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations" / "trimaps").mkdir(parents=True)
+    with pytest.raises(PetsegError, match=r"annotations/trainval\.txt, annotations/test\.txt"):
+        PetDataModule(str(tmp_path), download=True).prepare_data()
+
+
+def test_failed_download_says_where_to_put_the_data(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    calls = []
+
+    def offline(url, **kwargs):
+        calls.append(url)
+        raise URLError("no network")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(PetsegError, match=r"could not download .*unpack both into"):
+        download_module.ensure_data(tmp_path / "pets", allow_download=True)
+    assert calls and calls[0].endswith("images.tar.gz")
+
+
+def test_image_and_trimap_of_different_sizes_names_both(synthetic_root, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_root, root)
+    ds = OxfordPetDataset(root, "train")
+    Image.new("L", (7, 5), 2).save(ds.mask_path(ds.names[0]))
+    with pytest.raises(PetsegError, match=rf"{ds.names[0]}\.jpg is .* but its trimap"):
+        ds[0]
