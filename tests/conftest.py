@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 
+from petseg.cli import train_main
 from petseg.data.synthetic import make_synthetic_dataset
 
 DATA = Path(__file__).parent / "data"
@@ -53,3 +56,16 @@ def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
         "--log_dir", str(tmp_path / "logs"),
         *extra,
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic_root, tmp_path_factory):
+    """One 2-epoch resnet34_unet run: (its output folder, what it printed)."""
+    out = tmp_path_factory.mktemp("run")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = train_main(
+            train_args(synthetic_root, out, "--arch", "resnet34_unet", "--trainer.max_epochs", "2")
+        )
+    assert code == 0
+    return out, stdout.getvalue()

@@ -1,28 +1,15 @@
 """End to end, in-process: petseg-train on synthetic data, then petseg-test on its checkpoint."""
 
-import contextlib
-import io
+import shutil
 
 import pytest
 import torch
 
 from conftest import train_args
-from petseg.cli import test_main, train_main
+from petseg.cli import test_main as petseg_test
+from petseg.cli import train_main
 from petseg.models import build_model
 from petseg.tensorboard import epoch_curves
-
-
-@pytest.fixture(scope="module")
-def trained(synthetic_root, tmp_path_factory):
-    """One 2-epoch resnet34_unet run: (its output folder, what it printed)."""
-    out = tmp_path_factory.mktemp("run")
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = train_main(
-            train_args(synthetic_root, out, "--arch", "resnet34_unet", "--trainer.max_epochs", "2")
-        )
-    assert code == 0
-    return out, stdout.getvalue()
 
 
 def test_train_leaves_checkpoints_pth_and_prints_results(trained):
@@ -49,8 +36,8 @@ def test_tensorboard_has_one_value_per_epoch(trained):
 def test_petseg_test_prints_dice_from_checkpoint_alone(trained, synthetic_root, capsys):
     out, _ = trained
     ckpt = out / "saved_models" / "resnet34_unet" / "last.ckpt"
-    code = test_main(["--ckpt", str(ckpt), "--data.root", str(synthetic_root),
-                      "--data.num_workers", "0", "--accelerator", "cpu"])  # fmt: skip
+    code = petseg_test(["--ckpt", str(ckpt), "--data.root", str(synthetic_root),
+                      "--data.num_workers", "0", "--device", "cpu"])  # fmt: skip
     stdout = capsys.readouterr().out
     assert code == 0
     values = {line.split()[0]: line.split()[1] for line in stdout.splitlines() if "/" in line[:6]}
@@ -59,8 +46,9 @@ def test_petseg_test_prints_dice_from_checkpoint_alone(trained, synthetic_root, 
     assert "test images        20" in stdout
 
 
-def test_resume_from_last_continues_the_run(trained, synthetic_root, capsys):
-    out, _ = trained
+def test_resume_from_last_continues_the_run(trained, synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)  # the shared run stays as it was
     extra = ("--arch", "resnet34_unet", "--trainer.max_epochs", "3", "--ckpt_path", "last")
     code = train_main(train_args(synthetic_root, out, *extra))
     assert code == 0
@@ -85,22 +73,33 @@ def test_train_bad_input_is_one_line(argv, message, tmp_path, capsys):
 
 
 def test_test_bad_checkpoints_are_one_line(tmp_path, capsys):
-    assert test_main(["--ckpt", str(tmp_path / "missing.ckpt")]) == 2
+    assert petseg_test(["--ckpt", str(tmp_path / "missing.ckpt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    assert test_main(["--ckpt", str(junk)]) == 2
+    assert petseg_test(["--ckpt", str(junk)]) == 2
     assert f"cannot read checkpoint {junk}" in capsys.readouterr().err
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    assert test_main(["--ckpt", str(foreign)]) == 2
+    assert petseg_test(["--ckpt", str(foreign)]) == 2
     assert "is not a petseg checkpoint" in capsys.readouterr().err
 
 
 def test_help_lists_every_option(capsys):
     for main, options in [
         (train_main, ["--arch", "--data.root", "--model.loss", "--trainer.max_epochs", "--config"]),
-        (test_main, ["--ckpt", "--data.root", "--data.image_size", "--accelerator"]),
+        (
+            petseg_test,
+            [
+                "--ckpt",
+                "--data.root",
+                "--data.image_size",
+                "--device",
+                "--output",
+                "--tta",
+                "--full-res",
+            ],
+        ),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["--help"])

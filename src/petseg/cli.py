@@ -20,11 +20,17 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from petseg.checkpoints import export_state_dict, load_checkpoint, module_from_checkpoint
-from petseg.data import PetDataModule
-from petseg.data.datamodule import DEFAULT_ROOT
+from petseg.compare import find_runs, load_runs, markdown_table, plot_runs
+from petseg.data import OxfordPetDataset, PetDataModule
+from petseg.data.datamodule import DEFAULT_ROOT, default_workers
+from petseg.data.download import ensure_data
+from petseg.data.transforms import eval_transform
 from petseg.errors import PetsegError
+from petseg.inference import evaluate, select_device
 from petseg.models import ARCHS
 from petseg.module import SegmentationModule
+from petseg.predict import collect_inputs, predict_files
+from petseg.report import write_metrics, write_overlays, write_per_image
 
 Arch = Literal["unet", "resnet34_unet"]
 LAST = "last"  # saved_models/<arch>/last.ckpt, rewritten every epoch; --ckpt_path last resumes it
@@ -156,38 +162,133 @@ def _test_parser() -> ArgumentParser:
     parser.add_argument(
         "--data.download", type=bool, default=False, help="Download the data if root is empty."
     )
-    parser.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
-    parser.add_argument("--precision", type=str | None, default=None, help="Default: automatic.")
-    parser.add_argument("--verbose", type=bool, default=False, help="Tracebacks on errors.")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1")
+    parser.add_argument(
+        "--output",
+        type=str | None,
+        default=None,
+        help="Write metrics.json, per_image.csv and overlays/ (8 best, 8 worst) here.",
+    )
+    parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
+    parser.add_argument(
+        "--full-res",
+        action="store_true",
+        help="Also score at each image's original size (logits resized bilinearly).",
+    )
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     return parser
 
 
 def _test(argv: list[str] | None) -> int:
     args = _test_parser().parse_args(argv)
     ckpt = load_checkpoint(args.ckpt)
-    model = module_from_checkpoint(ckpt)
-    data_hparams = ckpt.get("datamodule_hyper_parameters", {})
-    data = PetDataModule(
-        root=args.data.root,
-        image_size=args.data.image_size or data_hparams.get("image_size", 256),
+    module = module_from_checkpoint(ckpt)
+    saved_size = ckpt.get("datamodule_hyper_parameters", {}).get("image_size", 256)
+    image_size = args.data.image_size or saved_size
+    ensure_data(args.data.root, allow_download=args.data.download)
+    dataset = OxfordPetDataset(args.data.root, "test", eval_transform(image_size))
+    device = select_device(args.device)
+    threshold = module.hparams.threshold
+    evaluation = evaluate(
+        module.net,
+        dataset,
+        device,
         batch_size=args.data.batch_size,
-        num_workers=args.data.num_workers,
-        download=args.data.download,
+        num_workers=default_workers(args.data.num_workers),
+        tta=args.tta,
+        full_res=args.full_res,
+        threshold=threshold,
     )
-    trainer = L.Trainer(
-        accelerator=args.accelerator,
-        devices=1,
-        precision=args.precision or auto_precision(args.accelerator),
-        logger=False,
-        enable_checkpointing=False,
-    )
-    results = trainer.test(model, datamodule=data, verbose=False)
-    print(f"checkpoint         {args.ckpt} ({model.hparams.arch}, {data.image_size}px)")
-    print(f"test images        {len(data.datasets['test'])}")
-    _print_metrics(results[0])
+    arch = module.hparams.arch
+    print(f"checkpoint         {args.ckpt} ({arch}, {image_size}px{', TTA' if args.tta else ''})")
+    print(f"test images        {len(dataset)}")
+    _print_metrics({f"test/{k}": v for k, v in evaluation.summary.items()})
+    if evaluation.full_res is not None:
+        full = {f"test/{k}": v for k, v in evaluation.full_res.items()}
+        print("at original image size:")
+        _print_metrics(full)
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"checkpoint": str(args.ckpt), "arch": arch, "image_size": image_size,
+                "tta": args.tta, "threshold": threshold}  # fmt: skip
+        write_metrics(out / "metrics.json", evaluation, info)
+        write_per_image(out / "per_image.csv", evaluation)
+        overlays = write_overlays(
+            out / "overlays", module.net, dataset, evaluation, device, tta=args.tta,
+            threshold=threshold,
+        )  # fmt: skip
+        print(f"report             {out}/ (metrics.json, per_image.csv, {len(overlays)} overlays)")
     return 0
 
 
 def test_main(argv: list[str] | None = None) -> int:
     """``petseg-test --ckpt CKPT``: test a checkpoint and print its Dice and IoU."""
     return _run("petseg-test", argv, _test)
+
+
+def _predict(argv: list[str] | None) -> int:
+    parser = ArgumentParser(
+        prog="petseg-predict",
+        exit_on_error=False,
+        description="Segment any images (files or folders; JPEG, PNG, GIF, any mode and size) "
+        "with a petseg checkpoint. Writes <name>_mask.png (0 background, 255 pet, at the "
+        "image's own size) and <name>_overlay.png per image. Exit code 1 if any input failed.",
+    )
+    parser.add_argument("--ckpt", required=True, help="A .ckpt written by petseg-train.")
+    parser.add_argument("inputs", nargs="+", help="Image files and folders of images.")
+    parser.add_argument("--output", required=True, help="Folder for masks and overlays.")
+    parser.add_argument("--threshold", type=float, default=0.5, help="Pet probability cut.")
+    parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
+    parser.add_argument("--batch_size", type=int, default=8, help="Images per batch.")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda")
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+    args = parser.parse_args(argv)
+    ckpt = load_checkpoint(args.ckpt)
+    module = module_from_checkpoint(ckpt)
+    image_size = ckpt.get("datamodule_hyper_parameters", {}).get("image_size", 256)
+    files, missing = collect_inputs(args.inputs)
+    failed = predict_files(
+        module.net, files, Path(args.output), image_size, select_device(args.device),
+        batch_size=args.batch_size, tta=args.tta, threshold=args.threshold,
+    )  # fmt: skip
+    for error in missing + failed:
+        print(f"petseg-predict: skipped {error}", file=sys.stderr)
+    print(f"wrote masks and overlays of {len(files) - len(failed)} image(s) to {args.output}; "
+          f"{len(missing) + len(failed)} skipped")  # fmt: skip
+    return 1 if missing or failed else 0
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """``petseg-predict --ckpt CKPT INPUT... --output DIR``."""
+    return _run("petseg-predict", argv, _predict)
+
+
+def _compare(argv: list[str] | None) -> int:
+    parser = ArgumentParser(
+        prog="petseg-compare",
+        exit_on_error=False,
+        description="Compare training runs: one PNG with per-epoch train (dashed) and valid "
+        "(solid) Dice and loss of every run on shared axes, and a markdown table (best valid "
+        "Dice and its epoch, test Dice where logged). RUN is a run folder (logs/unet/version_0) "
+        "or a folder of runs (logs/, logs/unet), where the newest version of each is used.",
+    )
+    parser.add_argument("runs", nargs="*", default=["logs"], help="Run folders (default: logs).")
+    parser.add_argument(
+        "--output", default="comparison.png", help="The PNG; the table goes beside it as .md."
+    )
+    parser.add_argument("--title", default="", help="A title over the plots.")
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+    args = parser.parse_args(argv)
+    runs = load_runs(find_runs(args.runs or ["logs"]))
+    png = plot_runs(runs, Path(args.output), args.title)
+    table = markdown_table(runs)
+    png.with_suffix(".md").write_text(table)
+    print(table, end="")
+    print(f"curves             {png}\ntable              {png.with_suffix('.md')}")
+    return 0
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    """``petseg-compare [RUN...]``: curves of several runs in one PNG, and a summary table."""
+    return _run("petseg-compare", argv, _compare)

@@ -6,12 +6,14 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from petseg.errors import PetsegError
 from petseg.losses import LossName, SegmentationLoss
 from petseg.metrics import BinarySegmentationScores
 from petseg.models import build_model
+from petseg.visualize import comparison_grid, denormalize
 
 OptimizerName = Literal["adamw", "adam", "radam", "sgd"]
 SchedulerName = Literal["cosine", "onecycle", "exponential", "none"]
@@ -44,6 +46,8 @@ class SegmentationModule(L.LightningModule):
             (per epoch, by ``gamma``) or ``none``.
         gamma: Decay per epoch of the ``exponential`` scheduler.
         threshold: Probability above which a pixel counts as pet in the metrics.
+        log_images: Validation images (the first ones, the same every epoch) drawn into
+            TensorBoard each epoch as image / ground truth / prediction rows; 0 turns it off.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class SegmentationModule(L.LightningModule):
         scheduler: SchedulerName = "cosine",
         gamma: float = 0.95,
         threshold: float = 0.5,
+        log_images: int = 8,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -71,12 +76,15 @@ class SegmentationModule(L.LightningModule):
         self.criterion = SegmentationLoss(loss, dice_weight)
         # One metric object per stage ("train" is taken as a ModuleDict key by nn.Module.train).
         self.scores = nn.ModuleDict({f"{s}_": BinarySegmentationScores(threshold) for s in STAGES})
+        self._examples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, 1, H, W)`` for normalised images ``(N, 3, H, W)``."""
         return self.net(images)
 
-    def _common_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _common_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = batch  # (N, 3, H, W) float, (N, H, W) uint8
         masks = masks.unsqueeze(1).float()  # (N, 1, H, W)
         logits = self(images)
@@ -84,7 +92,7 @@ class SegmentationModule(L.LightningModule):
         self.scores[f"{stage}_"].update(logits, masks)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(images),
                  sync_dist=True, prog_bar=stage == "train")  # fmt: skip
-        return loss
+        return loss, logits
 
     def _log_scores(self, stage: str) -> None:
         scores = self.scores[f"{stage}_"].compute()  # synced across processes by torchmetrics
@@ -94,10 +102,17 @@ class SegmentationModule(L.LightningModule):
         self.scores[f"{stage}_"].reset()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
+        return self._common_step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
+        _, logits = self._common_step(batch, "val")
+        wanted = self.hparams.log_images - sum(len(e[0]) for e in self._examples)
+        if wanted > 0 and not self.trainer.sanity_checking:
+            images, masks = batch
+            preds = torch.sigmoid(logits.float()) > self.hparams.threshold
+            self._examples.append(
+                (images[:wanted].cpu(), masks[:wanted].cpu(), preds[:wanted].cpu())
+            )
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._common_step(batch, "test")
@@ -107,6 +122,11 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
+        if self._examples and isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
+            images, masks, preds = (torch.cat(parts) for parts in zip(*self._examples, strict=True))
+            grid = comparison_grid(denormalize(images), masks, preds)
+            self.logger.experiment.add_image("val/examples", grid, self.current_epoch)
+        self._examples.clear()
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")

@@ -16,6 +16,11 @@ from petseg.errors import PetsegError
 DEFAULT_ROOT = "dataset/oxford-iiit-pet"
 
 
+def default_workers(num_workers: int | None) -> int:
+    """``num_workers``, or ``min(8, CPU count)`` when it is ``None``."""
+    return min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+
+
 class PetDataModule(L.LightningDataModule):
     """Oxford-IIIT Pet as binary masks, split train / valid (from trainval.txt) and test.
 
@@ -47,7 +52,7 @@ class PetDataModule(L.LightningDataModule):
         self.root = root
         self.image_size = image_size
         self.batch_size = batch_size
-        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.num_workers = default_workers(num_workers)
         self.augment = augment
         self.download = download
         self.datasets: dict[str, OxfordPetDataset] = {}

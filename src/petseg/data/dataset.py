@@ -66,7 +66,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read any image PIL opens (JPEG, PNG, GIF; grey, palette, RGBA) as RGB uint8 (H, W, 3)."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
     except FileNotFoundError:
         raise PetsegError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
