@@ -51,7 +51,10 @@ def _run(prog: str, argv: list[str] | None, body: Callable[[list[str] | None], i
     except (PetsegError, ArgumentError) as err:
         if verbose:
             raise
-        message = " ".join(str(err).split())  # jsonargparse's messages span several lines
+        message = str(err)
+        if "Original Traceback" in message:  # raised in a DataLoader worker: keep its last line
+            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+        message = " ".join(message.split())  # jsonargparse's messages span several lines
         hint = f" (see {prog} --help)" if isinstance(err, ArgumentError) else ""
         print(f"{prog}: error: {message}{hint}", file=sys.stderr)
         return 2
@@ -123,8 +126,13 @@ def _train(argv: list[str] | None) -> int:
     ckpt_path = cli.config.ckpt_path
     if ckpt_path == "last":
         ckpt_path = Path(cli.config.save_dir) / cli.config.arch / f"{LAST}.ckpt"
-    if ckpt_path is not None:
-        load_checkpoint(ckpt_path)  # a clear error before any training starts
+    if ckpt_path is not None:  # a clear error before any training starts
+        saved_arch = load_checkpoint(ckpt_path)["hyper_parameters"]["arch"]
+        if saved_arch != cli.config.arch:
+            raise PetsegError(
+                f"checkpoint {ckpt_path} is a {saved_arch} checkpoint but --arch is "
+                f"{cli.config.arch}; pass --arch {saved_arch} to resume it"
+            )
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path
     results = trainer.test(model, datamodule=data, ckpt_path=best or None, verbose=False)

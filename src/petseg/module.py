@@ -25,6 +25,7 @@ OPTIMIZERS = {
 }
 SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "exponential", "none")
 STAGES = ("train", "val", "test")
+FINITE_CHECK_EVERY = 32  # steps between host reads of the non-finite-loss flag
 
 
 class SegmentationModule(L.LightningModule):
@@ -77,6 +78,7 @@ class SegmentationModule(L.LightningModule):
         # One metric object per stage ("train" is taken as a ModuleDict key by nn.Module.train).
         self.scores = nn.ModuleDict({f"{s}_": BinarySegmentationScores(threshold) for s in STAGES})
         self._examples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.register_buffer("_first_bad_step", torch.tensor(-1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, 1, H, W)`` for normalised images ``(N, 3, H, W)``."""
@@ -102,7 +104,26 @@ class SegmentationModule(L.LightningModule):
         self.scores[f"{stage}_"].reset()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")[0]
+        loss = self._common_step(batch, "train")[0]
+        # Remember the first step whose loss is not finite, on the device: reading it back every
+        # step would stall the GPU, so it is checked every FINITE_CHECK_EVERY steps and at the end.
+        bad = ~torch.isfinite(loss.detach())
+        step = torch.full_like(self._first_bad_step, self.global_step)
+        self._first_bad_step = torch.where(
+            bad & (self._first_bad_step < 0), step, self._first_bad_step
+        )
+        if batch_idx % FINITE_CHECK_EVERY == 0:
+            self._check_finite()
+        return loss
+
+    def _check_finite(self) -> None:
+        first_bad = int(self._first_bad_step)
+        if first_bad >= 0:
+            raise PetsegError(
+                f"the training loss became NaN or infinite at global step {first_bad} "
+                f"(epoch {self.current_epoch}); lower --model.lr, or try "
+                "--trainer.precision 32-true or --trainer.gradient_clip_val 1.0"
+            )
 
     def validation_step(self, batch, batch_idx: int) -> None:
         _, logits = self._common_step(batch, "val")
@@ -118,6 +139,7 @@ class SegmentationModule(L.LightningModule):
         self._common_step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
+        self._check_finite()
         self._log_scores("train")
 
     def on_validation_epoch_end(self) -> None:

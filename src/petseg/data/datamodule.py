@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from petseg.data.dataset import OxfordPetDataset
 from petseg.data.download import ensure_data
+from petseg.data.sampler import SeededSampler
 from petseg.data.transforms import Augment, eval_transform, train_transform
 from petseg.errors import PetsegError
 
@@ -32,6 +33,8 @@ class PetDataModule(L.LightningDataModule):
         augment: Training augmentation: ``none``, ``basic`` (flip, small scale/rotate) or
             ``strong`` (adds colour, gamma, CLAHE, channel shuffle and a random resized crop).
         download: Fetch the official archives into ``root`` when it holds no data.
+        skip_missing: Train without split entries whose files are missing or broken (with a
+            warning) instead of stopping with the list of them.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class PetDataModule(L.LightningDataModule):
         num_workers: int | None = None,
         augment: Augment = "basic",
         download: bool = True,
+        skip_missing: bool = False,
     ) -> None:
         super().__init__()
         if image_size < 32:
@@ -55,6 +59,7 @@ class PetDataModule(L.LightningDataModule):
         self.num_workers = default_workers(num_workers)
         self.augment = augment
         self.download = download
+        self.skip_missing = skip_missing
         self.datasets: dict[str, OxfordPetDataset] = {}
 
     def prepare_data(self) -> None:
@@ -70,14 +75,20 @@ class PetDataModule(L.LightningDataModule):
                     if split == "train"
                     else eval_transform(self.image_size)
                 )
-                self.datasets[split] = OxfordPetDataset(self.root, split, transform)
+                dataset = OxfordPetDataset(self.root, split, transform, self.skip_missing)
+                dataset.check_files(progress=len(dataset) > 1000)
+                self.datasets[split] = dataset
 
     def _loader(self, split: str) -> DataLoader:
+        dataset = self.datasets[split]
+        # Training order and augmentation follow (seed, epoch) alone: runs are reproducible
+        # and a resumed run continues exactly where the interrupted one was.
+        sampler = SeededSampler(len(dataset), torch.initial_seed()) if split == "train" else None
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size,
-            shuffle=split == "train",
-            drop_last=split == "train" and len(self.datasets[split]) > self.batch_size,
+            sampler=sampler,
+            drop_last=split == "train" and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

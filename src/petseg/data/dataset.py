@@ -10,13 +10,15 @@ Layout under ``root`` (the official archives unpacked side by side)::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from petseg.errors import PetsegError
 
@@ -62,46 +64,136 @@ def split_names(root: str | Path, split: str) -> list[str]:
     return names
 
 
+def _reading_error(kind: str, path: str | Path, err: Exception) -> PetsegError:
+    if isinstance(err, FileNotFoundError):
+        return PetsegError(f"{kind} not found: {path}")
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return PetsegError(f"cannot read {kind} {path}: {detail}")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read any image PIL opens (JPEG, PNG, GIF; grey, palette, RGBA) as RGB uint8 (H, W, 3)."""
     try:
         with Image.open(path) as img:
             return np.array(img.convert("RGB"))
-    except FileNotFoundError:
-        raise PetsegError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise PetsegError(f"cannot read image {path}: {err}") from None
+    except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
+        raise _reading_error("image", path, err) from None
+
+
+def probe_image(path: str | Path) -> tuple[int, int]:
+    """Decode an image cheaply and return its (width, height).
+
+    JPEGs decode at 1/8 scale: the whole file is still read, so a truncated one still fails, at a
+    fraction of the cost of a full decode.
+    """
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            return size
+    except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
+        raise _reading_error("image", path, err) from None
+
+
+def read_trimap(path: str | Path) -> np.ndarray:
+    """Read an official trimap PNG as uint8 (H, W), checking that it holds only 1, 2 and 3."""
+    try:
+        with Image.open(path) as img:
+            trimap = np.array(img)
+    except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
+        raise _reading_error("trimap", path, err) from None
+    if trimap.ndim != 2:
+        raise PetsegError(f"trimap {path} has shape {trimap.shape}; expected one channel (H, W)")
+    values = np.unique(trimap)
+    if not np.isin(values, TRIMAP_VALUES).all():
+        bad = sorted(set(values.tolist()) - set(TRIMAP_VALUES))
+        raise PetsegError(f"trimap {path} holds values {bad[:5]}; official trimaps hold 1, 2, 3")
+    return trimap
 
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Read an official trimap PNG as a binary uint8 mask (H, W): 1 pet, 0 background."""
-    try:
-        with Image.open(path) as img:
-            trimap = np.asarray(img)
-    except FileNotFoundError:
-        raise PetsegError(f"trimap not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise PetsegError(f"cannot read trimap {path}: {err}") from None
-    if trimap.ndim != 2:
-        raise PetsegError(f"trimap {path} has shape {trimap.shape}; expected one channel (H, W)")
-    return trimap_to_mask(trimap)
+    return trimap_to_mask(read_trimap(path))
+
+
+def _listing(problems: list[str], limit: int = 10) -> str:
+    more = f" and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
 
 
 class OxfordPetDataset(Dataset):
     """One split of Oxford-IIIT Pet as (image, mask) pairs.
+
+    Items are looked up by index, or by ``(seed, index)``: then the transform is seeded with
+    ``seed`` first, so the augmentation of every item is fixed by whoever draws the seeds (see
+    ``SeededSampler``).
 
     Args:
         root: Folder with ``images/`` and ``annotations/`` in the official layout.
         split: ``"train"``, ``"valid"`` (both from trainval.txt) or ``"test"`` (test.txt).
         transform: Albumentations-style callable ``transform(image=, mask=) -> dict``; without
             one, items are the raw ``(H, W, 3)`` uint8 image and ``(H, W)`` uint8 mask.
+        skip_missing: Drop split entries whose image or trimap file is missing (with a warning)
+            instead of failing.
     """
 
-    def __init__(self, root: str | Path, split: Split, transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: Split,
+        transform: Callable | None = None,
+        skip_missing: bool = False,
+    ) -> None:
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        self.names = split_names(self.root, split)
+        self.skip_missing = skip_missing
+        names = split_names(self.root, split)
+        missing = [
+            n for n in names if not (self.image_path(n).is_file() and self.mask_path(n).is_file())
+        ]
+        if missing and not skip_missing:
+            raise PetsegError(
+                f"{len(missing)} of {len(names)} {split} images or trimaps listed in "
+                f"{split_file(root, split)} are missing under {self.root}: {_listing(missing)} "
+                "(pass --data.skip_missing true to train without them)"
+            )
+        if missing:
+            warnings.warn(
+                f"skipping {len(missing)} {split} entries with missing files", stacklevel=2
+            )
+        self.names = [n for n in names if n not in set(missing)]
+
+    def check_files(self, progress: bool = True) -> list[str]:
+        """Read every image (JPEG at 1/8 scale) and trimap once: unreadable or truncated files,
+        image/trimap size mismatches and trimap values outside 1-3 fail here, naming the files,
+        or, with ``skip_missing``, are dropped with a warning. Returns the problems found."""
+        problems, good = [], []
+        for name in tqdm(self.names, desc=f"checking {self.split} files", disable=not progress):
+            try:
+                size = probe_image(self.image_path(name))
+                trimap = read_trimap(self.mask_path(name))
+                if (trimap.shape[1], trimap.shape[0]) != size:
+                    raise PetsegError(self._size_message(name, size, trimap.shape))
+                good.append(name)
+            except PetsegError as err:
+                problems.append(str(err))
+        if problems and not self.skip_missing:
+            raise PetsegError(
+                f"{len(problems)} bad {self.split} file(s): {_listing(problems, 3)} "
+                "(fix or remove them, or pass --data.skip_missing true to train without them)"
+            )
+        if problems:
+            warnings.warn(f"skipping {len(problems)} unreadable {self.split} samples", stacklevel=2)
+        self.names = good
+        return problems
+
+    def _size_message(self, name: str, image_size: tuple[int, int], mask_shape) -> str:
+        return (
+            f"image {self.image_path(name)} is {image_size[0]}x{image_size[1]} but its trimap "
+            f"{self.mask_path(name)} is {mask_shape[1]}x{mask_shape[0]}"
+        )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -117,15 +209,15 @@ class OxfordPetDataset(Dataset):
         name = self.names[index]
         image, mask = read_image(self.image_path(name)), read_mask(self.mask_path(name))
         if image.shape[:2] != mask.shape:
-            raise PetsegError(
-                f"image {self.image_path(name)} is {image.shape[1]}x{image.shape[0]} but its "
-                f"trimap {self.mask_path(name)} is {mask.shape[1]}x{mask.shape[0]}"
-            )
+            raise PetsegError(self._size_message(name, image.shape[1::-1], mask.shape))
         return image, mask
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        seed, index = key if isinstance(key, tuple) else (None, key)
         image, mask = self.load(index)
         if self.transform is None:
             return image, mask
+        if seed is not None:
+            self.transform.set_random_seed(seed)
         out = self.transform(image=image, mask=mask)
         return out["image"], out["mask"]

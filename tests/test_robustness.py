@@ -1,0 +1,189 @@
+"""Bad data and faults: clear errors naming files, skipping on request, resume, reproducibility."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import train_args
+from petseg.cli import train_main
+from petseg.data import OxfordPetDataset, PetDataModule
+from petseg.errors import PetsegError
+from petseg.module import SegmentationModule
+from petseg.tensorboard import epoch_curves
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def data_copy(synthetic_root, tmp_path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    return root
+
+
+def _train_names(root: Path) -> list[str]:
+    return OxfordPetDataset(root, "train").names
+
+
+def test_missing_files_stop_with_the_list_or_are_skipped(data_copy):
+    names = _train_names(data_copy)
+    for name in names[:12]:
+        (data_copy / "images" / f"{name}.jpg").unlink()
+    with pytest.raises(PetsegError) as err:
+        OxfordPetDataset(data_copy, "train")
+    message = str(err.value)
+    assert "12 of 36 train images or trimaps" in message and "and 2 more" in message
+    assert names[0] in message and "--data.skip_missing true" in message
+    with pytest.warns(UserWarning, match="skipping 12 train entries"):
+        ds = OxfordPetDataset(data_copy, "train", skip_missing=True)
+    assert len(ds) == 24
+
+
+@pytest.mark.parametrize("fault", ["truncated", "size", "values", "not_an_image"])
+def test_broken_files_fail_at_setup_naming_the_file(data_copy, fault):
+    name = _train_names(data_copy)[3]
+    image = data_copy / "images" / f"{name}.jpg"
+    trimap = data_copy / "annotations" / "trimaps" / f"{name}.png"
+    if fault == "truncated":
+        image.write_bytes(image.read_bytes()[:600])
+    elif fault == "size":
+        Image.new("L", (9, 7), 2).save(trimap)
+    elif fault == "values":
+        Image.fromarray(np.full((20, 20), 7, np.uint8)).save(trimap)
+        Image.new("RGB", (20, 20)).save(image, format="JPEG")
+    else:
+        image.write_text("<html>not found</html>")
+    dm = PetDataModule(str(data_copy), image_size=32, num_workers=0, download=False)
+    with pytest.raises(PetsegError, match=rf"1 bad train file\(s\): .*{name}"):
+        dm.setup("fit")
+    dm = PetDataModule(str(data_copy), 32, num_workers=0, download=False, skip_missing=True)
+    with pytest.warns(UserWarning, match="skipping 1 unreadable train"):
+        dm.setup("fit")
+    assert name not in dm.datasets["train"].names and len(dm.datasets["train"]) == 35
+
+
+def test_stray_non_image_files_are_ignored(data_copy):
+    (data_copy / "images" / "Synthetic_1.mat").write_bytes(os.urandom(64))
+    (data_copy / "images" / "README").write_text("stray")
+    dm = PetDataModule(str(data_copy), image_size=32, num_workers=0, download=False)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 36
+
+
+def test_truncated_and_foreign_checkpoints_are_one_line(trained, tmp_path, capsys):
+    last = trained[0] / "saved_models" / "resnet34_unet" / "last.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    assert train_main(["--ckpt_path", str(truncated), "--trainer.accelerator", "cpu"]) == 2
+    assert f"cannot read checkpoint {truncated}" in capsys.readouterr().err
+    argv = ["--arch", "unet", "--ckpt_path", str(last), "--trainer.accelerator", "cpu"]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is a resnet34_unet checkpoint but --arch is unet" in err and err.count("\n") == 1
+
+
+def test_image_sizes_not_divisible_by_32_are_padded_inside_the_models(synthetic_root):
+    dm = PetDataModule(str(synthetic_root), image_size=72, batch_size=2, num_workers=0)
+    dm.setup("validate")
+    images, _ = next(iter(dm.val_dataloader()))
+    for arch in ("unet", "resnet34_unet"):
+        module = SegmentationModule(arch, base_channels=8)
+        assert module(images).shape == (2, 1, 72, 72)
+    with pytest.raises(PetsegError, match="at least 32"):
+        PetDataModule(str(synthetic_root), image_size=16)
+
+
+class NanLoss(torch.nn.Module):
+    def forward(self, logits, target):
+        return logits.mean() * float("nan")
+
+
+def test_non_finite_loss_stops_naming_the_step(synthetic_root):
+    module = SegmentationModule("unet", base_channels=8)
+    module.criterion = NanLoss()
+    dm = PetDataModule(str(synthetic_root), image_size=32, batch_size=4, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, num_sanity_val_steps=0)  # fmt: skip
+    with pytest.raises(PetsegError, match=r"NaN or infinite at global step 0 \(epoch 0\)"):
+        trainer.fit(module, datamodule=dm)
+
+
+def _curves(log_dir: Path, arch: str = "resnet34_unet") -> dict:
+    runs = sorted((log_dir / arch).iterdir())
+    return epoch_curves(runs[-1])
+
+
+def test_same_seed_gives_identical_metrics(synthetic_root, tmp_path):
+    for name in ("a", "b"):
+        argv = train_args(synthetic_root, tmp_path / name, "--trainer.max_epochs", "2",
+                          "--data.augment", "strong", "--seed_everything", "7")  # fmt: skip
+        assert train_main(argv) == 0
+    a, b = _curves(tmp_path / "a" / "logs"), _curves(tmp_path / "b" / "logs")
+    for tag in ("train/loss", "train/dice", "val/loss", "val/dice"):
+        assert a[tag] == b[tag], tag
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_path):
+    epochs = "8"
+    argv = train_args(synthetic_root, tmp_path / "killed", "--trainer.max_epochs", epochs)
+    proc = subprocess.Popen([BIN / "petseg-train", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    last = tmp_path / "killed" / "saved_models" / "resnet34_unet" / "last.ckpt"
+    writes, seen = 0, None
+    deadline = time.monotonic() + 120
+    while writes < 2 and proc.poll() is None and time.monotonic() < deadline:
+        stamp = last.stat().st_mtime_ns if last.exists() else None
+        if stamp != seen and stamp is not None:
+            writes, seen = writes + 1, stamp
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    ckpts = sorted(last.parent.glob("*.ckpt"))
+    killed_at = [_checkpoint_epoch(p) for p in ckpts]  # every file left behind loads
+    assert max(killed_at) < int(epochs) - 1
+
+    resumed = train_args(synthetic_root, tmp_path / "killed", "--trainer.max_epochs", epochs,
+                         "--ckpt_path", "last")  # fmt: skip
+    assert train_main(resumed) == 0
+    assert (
+        train_main(train_args(synthetic_root, tmp_path / "whole", "--trainer.max_epochs", epochs))
+        == 0
+    )
+    after, whole = _curves(tmp_path / "killed" / "logs"), _curves(tmp_path / "whole" / "logs")
+    for tag in ("train/loss", "val/loss", "val/dice", "test/dice"):
+        assert after[tag][-1][0] == whole[tag][-1][0], tag  # same epoch
+        assert after[tag][-1][1] == pytest.approx(whole[tag][-1][1], abs=1e-5), tag
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_reduces_val_dice_like_one(synthetic_root, tmp_path):
+    argv = train_args(synthetic_root, tmp_path, "--trainer.max_epochs", "1",
+                      "--trainer.strategy", "ddp", "--trainer.devices", "2")  # fmt: skip
+    done = subprocess.run([BIN / "petseg-train", *argv], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("best checkpoint") == 1  # only rank 0 reports
+    ddp_val = _curves(tmp_path / "logs")["val/dice"]
+    assert [epoch for epoch, _ in ddp_val] == [0]
+    last = tmp_path / "saved_models" / "resnet34_unet" / "last.ckpt"
+    module = SegmentationModule.load_from_checkpoint(last, map_location="cpu")
+    dm = PetDataModule(str(synthetic_root), image_size=64, batch_size=8, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    (single,) = trainer.validate(module, datamodule=dm, verbose=False)
+    assert single["val/dice"] == pytest.approx(ddp_val[0][1], abs=1e-6)
