@@ -8,6 +8,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from petseg.data import gpu_augment
+from petseg.data.cache import CachedSplit, as_batch
 from petseg.data.dataset import OxfordPetDataset
 from petseg.data.download import ensure_data
 from petseg.data.sampler import SeededSampler
@@ -35,6 +37,10 @@ class PetDataModule(L.LightningDataModule):
         download: Fetch the official archives into ``root`` when it holds no data.
         skip_missing: Train without split entries whose files are missing or broken (with a
             warning) instead of stopping with the list of them.
+        cache: The fast path: decode each split once at ``image_size`` into uint8 tensors kept
+            in ``cache_dir`` (rebuilt when the files or the size change), hold them on the GPU
+            when training on one, and augment and normalise whole batches there.
+        cache_dir: Where the cache files go.
     """
 
     def __init__(
@@ -46,6 +52,8 @@ class PetDataModule(L.LightningDataModule):
         augment: Augment = "basic",
         download: bool = True,
         skip_missing: bool = False,
+        cache: bool = False,
+        cache_dir: str = "dataset/cache",
     ) -> None:
         super().__init__()
         if image_size < 32:
@@ -60,7 +68,9 @@ class PetDataModule(L.LightningDataModule):
         self.augment = augment
         self.download = download
         self.skip_missing = skip_missing
-        self.datasets: dict[str, OxfordPetDataset] = {}
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.datasets: dict[str, OxfordPetDataset | CachedSplit] = {}
 
     def prepare_data(self) -> None:
         ensure_data(self.root, allow_download=self.download)
@@ -76,23 +86,42 @@ class PetDataModule(L.LightningDataModule):
                     else eval_transform(self.image_size)
                 )
                 dataset = OxfordPetDataset(self.root, split, transform, self.skip_missing)
-                dataset.check_files(progress=len(dataset) > 1000)
-                self.datasets[split] = dataset
+                if self.cache:
+                    cached = CachedSplit.load_or_build(dataset, self.image_size, self.cache_dir)
+                    self.datasets[split] = cached.to(self._device())
+                else:
+                    dataset.check_files(progress=len(dataset) > 1000)
+                    self.datasets[split] = dataset
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]
         # Training order and augmentation follow (seed, epoch) alone: runs are reproducible
         # and a resumed run continues exactly where the interrupted one was.
         sampler = SeededSampler(len(dataset), torch.initial_seed()) if split == "train" else None
+        workers = 0 if self.cache else self.num_workers  # the cache is already in memory
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=split == "train" and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available() and not self.cache,
+            collate_fn=as_batch if self.cache else None,
         )
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Cached path only: augment (training) and normalise uint8 batches on the device."""
+        if not self.cache:
+            return batch
+        images, masks = batch
+        if self.trainer is not None and self.trainer.training and self.augment != "none":
+            images, masks = gpu_augment.augment(images, masks, self.augment)
+        return gpu_augment.normalize(images), masks
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
