@@ -119,14 +119,15 @@ def _tags(path):
     return {kind for kind, tags in acc.Tags().items() if tags and kind == "images"}
 
 
-def test_compare_two_architectures(trained, synthetic_root, tmp_path, capsys):
+def test_compare_two_architectures(trained, synthetic_root, tmp_path, capsys, monkeypatch):
     logs = tmp_path / "logs"
     shutil.copytree(trained[0] / "logs", logs)
     assert train_main(train_args(synthetic_root, tmp_path, "--arch", "unet",
                                  "--trainer.max_epochs", "2")) == 0  # fmt: skip
     capsys.readouterr()
     png = tmp_path / "docs" / "comparison.png"
-    assert compare_main([str(logs), "--output", str(png)]) == 0
+    monkeypatch.chdir(tmp_path)  # relative paths, as users type them
+    assert compare_main(["logs", "--output", "docs/comparison.png"]) == 0
     table = png.with_suffix(".md").read_text()
     assert capsys.readouterr().out.startswith(table)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "version_" in line]

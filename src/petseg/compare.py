@@ -62,12 +62,13 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 def load_runs(paths: list[Path]) -> list[Run]:
     """Read each run; labels are the run folders' paths below their common root."""
+    paths = [p.resolve() for p in paths]
     common = Path(*_common_parts(paths)) if len(paths) > 1 else paths[0].parent
     return [Run(str(p.relative_to(common)) or p.name, p, epoch_curves(p)) for p in paths]
 
 
 def _common_parts(paths: list[Path]) -> tuple[str, ...]:
-    parts = [p.resolve().parts for p in paths]
+    parts = [p.parts for p in paths]
     common = []
     for items in zip(*parts, strict=False):
         if len(set(items)) != 1:
