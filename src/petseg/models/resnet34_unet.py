@@ -99,7 +99,7 @@ class ResNet34UNet(nn.Module):
         super().__init__()
         self.encoder = ResNet34Encoder(in_channels, base_channels)
         skip = self.encoder.channels  # 64, 64, 128, 256, 512
-        dec = [base_channels * m // 2 for m in (8, 4, 2, 2, 1)]  # 256, 128, 64, 64, 32
+        dec = [base_channels * m // 4 for m in (16, 8, 4, 2, 1)]  # 256, 128, 64, 32, 16
         self.ups = nn.ModuleList(
             [
                 Up(skip[4], skip[3], dec[0], bilinear),  # /32 -> /16
