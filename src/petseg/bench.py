@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from petseg.inference import autocast
 from petseg.losses import SegmentationLoss
 from petseg.models import ARCHS, build_model
 
@@ -28,11 +29,6 @@ from petseg.models import ARCHS, build_model
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device):
-    enabled = device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _median_time(fn, device: torch.device, repeats: int, warmup: int) -> float:
@@ -82,7 +78,7 @@ def train_step_bench(
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with autocast(device):
             loss = criterion(model(images), masks)
         loss.backward()
         optimizer.step()

@@ -44,6 +44,11 @@ def module_from_checkpoint(ckpt: dict[str, Any]) -> SegmentationModule:
     return module.eval()
 
 
+def saved_image_size(ckpt: dict[str, Any]) -> int:
+    """The image size the checkpoint's model was trained at (its datamodule's hyperparameter)."""
+    return ckpt.get("datamodule_hyper_parameters", {}).get("image_size", 256)
+
+
 def export_state_dict(ckpt_path: str | Path, out_path: str | Path) -> Path:
     """Save the plain ``nn.Module`` state dict of a checkpoint's model as a ``.pth`` file.
 

@@ -19,7 +19,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from petseg.checkpoints import export_state_dict, load_checkpoint, module_from_checkpoint
+from petseg.checkpoints import (
+    export_state_dict,
+    load_checkpoint,
+    module_from_checkpoint,
+    saved_image_size,
+)
 from petseg.compare import find_runs, load_runs, markdown_table, plot_runs
 from petseg.data import OxfordPetDataset, PetDataModule
 from petseg.data.datamodule import DEFAULT_ROOT, default_workers
@@ -58,6 +63,13 @@ def _run(prog: str, argv: list[str] | None, body: Callable[[list[str] | None], i
         hint = f" (see {prog} --help)" if isinstance(err, ArgumentError) else ""
         print(f"{prog}: error: {message}{hint}", file=sys.stderr)
         return 2
+
+
+def _command_parser(prog: str, description: str) -> ArgumentParser:
+    """A parser that raises on bad arguments (``_run`` prints them) and takes ``--verbose``."""
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+    return parser
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -151,10 +163,9 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _test_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="petseg-test",
-        exit_on_error=False,
-        description="Evaluate a petseg checkpoint on the test split (annotations/test.txt): mean "
+    parser = _command_parser(
+        "petseg-test",
+        "Evaluate a petseg checkpoint on the test split (annotations/test.txt): mean "
         "per-image Dice, dataset-level Dice and IoU. The architecture and image size come from "
         "the checkpoint.",
     )
@@ -183,7 +194,6 @@ def _test_parser() -> ArgumentParser:
         action="store_true",
         help="Also score at each image's original size (logits resized bilinearly).",
     )
-    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     return parser
 
 
@@ -191,8 +201,7 @@ def _test(argv: list[str] | None) -> int:
     args = _test_parser().parse_args(argv)
     ckpt = load_checkpoint(args.ckpt)
     module = module_from_checkpoint(ckpt)
-    saved_size = ckpt.get("datamodule_hyper_parameters", {}).get("image_size", 256)
-    image_size = args.data.image_size or saved_size
+    image_size = args.data.image_size or saved_image_size(ckpt)
     ensure_data(args.data.root, allow_download=args.data.download)
     dataset = OxfordPetDataset(args.data.root, "test", eval_transform(image_size))
     device = select_device(args.device)
@@ -236,10 +245,9 @@ def test_main(argv: list[str] | None = None) -> int:
 
 
 def _predict(argv: list[str] | None) -> int:
-    parser = ArgumentParser(
-        prog="petseg-predict",
-        exit_on_error=False,
-        description="Segment any images (files or folders; JPEG, PNG, GIF, any mode and size) "
+    parser = _command_parser(
+        "petseg-predict",
+        "Segment any images (files or folders; JPEG, PNG, GIF, any mode and size) "
         "with a petseg checkpoint. Writes <name>_mask.png (0 background, 255 pet, at the "
         "image's own size) and <name>_overlay.png per image. Exit code 1 if any input failed.",
     )
@@ -250,11 +258,10 @@ def _predict(argv: list[str] | None) -> int:
     parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
     parser.add_argument("--batch_size", type=int, default=8, help="Images per batch.")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda")
-    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.ckpt)
     module = module_from_checkpoint(ckpt)
-    image_size = ckpt.get("datamodule_hyper_parameters", {}).get("image_size", 256)
+    image_size = saved_image_size(ckpt)
     files, missing = collect_inputs(args.inputs)
     failed = predict_files(
         module.net, files, Path(args.output), image_size, select_device(args.device),
@@ -273,10 +280,9 @@ def predict_main(argv: list[str] | None = None) -> int:
 
 
 def _compare(argv: list[str] | None) -> int:
-    parser = ArgumentParser(
-        prog="petseg-compare",
-        exit_on_error=False,
-        description="Compare training runs: one PNG with per-epoch train (dashed) and valid "
+    parser = _command_parser(
+        "petseg-compare",
+        "Compare training runs: one PNG with per-epoch train (dashed) and valid "
         "(solid) Dice and loss of every run on shared axes, and a markdown table (best valid "
         "Dice and its epoch, test Dice where logged). RUN is a run folder (logs/unet/version_0) "
         "or a folder of runs (logs/, logs/unet), where the newest version of each is used.",
@@ -286,7 +292,6 @@ def _compare(argv: list[str] | None) -> int:
         "--output", default="comparison.png", help="The PNG; the table goes beside it as .md."
     )
     parser.add_argument("--title", default="", help="A title over the plots.")
-    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     args = parser.parse_args(argv)
     runs = load_runs(find_runs(args.runs or ["logs"]))
     png = plot_runs(runs, Path(args.output), args.title)

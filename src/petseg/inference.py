@@ -23,7 +23,8 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on GPUs that have it (else fp16); nothing on the CPU."""
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
@@ -34,7 +35,7 @@ def _autocast(device: torch.device):
 def predict_logits(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
     """Float32 logits ``(N, 1, H, W)``; with ``tta``, the mean of the image's and its mirror's."""
     device = images.device
-    with _autocast(device):
+    with autocast(device):
         logits = model(images).float()
         if tta:
             logits = (logits + model(images.flip(-1)).float().flip(-1)) / 2
