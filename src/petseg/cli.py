@@ -131,7 +131,7 @@ def _train(argv: list[str] | None) -> int:
             "prog": "petseg-train",
             "exit_on_error": False,
             "description": "Train UNet or ResNet34-UNet on Oxford-IIIT Pet, then test the best "
-            "checkpoint. Options can also come from a YAML file (--config configs/<arch>.yaml).",
+            "checkpoint. Options can also come from a YAML file (--config configs/full.yaml).",
         },
     )
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
