@@ -28,7 +28,8 @@ def test_dice_and_iou_against_hand_computed_counts():
     torch.testing.assert_close(scores["dice"], torch.tensor((8 / 12 + 0 + 1) / 3))
     # pooled: |P∩T| = 4, |P| + |T| = 13
     torch.testing.assert_close(scores["dice_dataset"], torch.tensor(8 / 13))
-    torch.testing.assert_close(scores["iou"], torch.tensor(4 / 9))
+    torch.testing.assert_close(scores["iou_dataset"], torch.tensor(4 / 9))
+    torch.testing.assert_close(scores["iou"], torch.tensor((0.5 + 0 + 1) / 3))
 
 
 def test_dice_accumulates_over_batches_and_resets():

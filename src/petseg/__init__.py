@@ -1,8 +1,36 @@
-"""petseg: binary pet/background segmentation of the Oxford-IIIT Pet dataset."""
+"""petseg: binary pet/background segmentation of the Oxford-IIIT Pet dataset.
 
+The public API, imported on first use so that ``import petseg`` stays quick:
+
+- ``Segmenter``: load a trained model (``Segmenter.load(path)``) and segment images;
+- ``build_model``, ``load_model``: the plain ``nn.Module``s and rebuilding one from a file;
+- ``SegmentationModule``, ``PetDataModule``: the LightningModule and LightningDataModule, for
+  training from Python with a ``lightning.Trainer``.
+"""
+
+from __future__ import annotations
+
+import importlib
 import os
+from typing import Any
 
 # albumentations asks PyPI for a newer release at import time; petseg runs offline too.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_WHERE = {
+    "Segmenter": "petseg.segmenter",
+    "build_model": "petseg.models",
+    "load_model": "petseg.checkpoints",
+    "SegmentationModule": "petseg.module",
+    "PetDataModule": "petseg.data.datamodule",
+    "PetsegError": "petseg.errors",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'petseg' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

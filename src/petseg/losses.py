@@ -7,7 +7,7 @@ the soft Dice term is computed in float32.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from torch import nn
 from petseg.errors import PetsegError
 
 LossName = Literal["bce", "dice", "bce_dice", "mse"]
-LOSSES: tuple[str, ...] = ("bce", "dice", "bce_dice", "mse")
+LOSSES: tuple[str, ...] = get_args(LossName)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

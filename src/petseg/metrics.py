@@ -1,8 +1,11 @@
 """Dice and IoU for binary masks, per image and over a whole dataset, on torchmetrics.
 
-The course's "average Dice over the test set" is the mean of the per-image Dice at threshold 0.5;
-an image whose prediction and mask are both empty scores 1 (torchmetrics leaves it NaN and skips
-it). Dataset-level Dice and IoU pool the pixel counts of all images first.
+Names say which quantity they are, everywhere (TensorBoard, metrics.json, per_image.csv):
+``dice`` and ``iou`` are per image (and their means over a set: the course's "average Dice over
+the test set"), ``dice_dataset`` and ``iou_dataset`` pool the pixel counts of all images first.
+An image whose prediction and mask are both empty scores 1 (torchmetrics leaves it NaN).
+
+Predictions are thresholded by ``petseg.inference.predicted_mask``, as everywhere else.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import torch
 from torchmetrics.segmentation import DiceScore
 from torchmetrics.utilities import dim_zero_cat
+
+from petseg.inference import predicted_mask
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -33,7 +38,7 @@ class BinarySegmentationScores(DiceScore):
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
         """Add a batch of logits ``(N, 1, H, W)`` and masks ``(N, 1, H, W)`` with values 0/1."""
-        preds = (torch.sigmoid(logits.detach().float()) > self.threshold).long()
+        preds = predicted_mask(logits.detach(), self.threshold).long()
         super().update(preds, target.long())
 
     def _counts(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,11 +53,14 @@ class BinarySegmentationScores(DiceScore):
         return {"dice": _ratio(twice_inter, total), "iou": _ratio(inter, total - inter)}
 
     def compute(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        """``dice`` (mean per image), ``dice_dataset`` and ``iou`` (pooled over all pixels)."""
+        """``dice``, ``iou`` (means of the per-image scores), ``dice_dataset``, ``iou_dataset``
+        (pooled over all pixels)."""
+        per_image = self.per_image()
         twice_inter, total = self._counts()
         inter, total_sum = twice_inter.sum() / 2, total.sum()
         return {
-            "dice": _ratio(twice_inter, total).mean(),
+            "dice": per_image["dice"].mean(),
+            "iou": per_image["iou"].mean(),
             "dice_dataset": _ratio(2 * inter, total_sum),
-            "iou": _ratio(inter, total_sum - inter),
+            "iou_dataset": _ratio(inter, total_sum - inter),
         }

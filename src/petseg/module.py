@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from petseg.errors import PetsegError
+from petseg.inference import predicted_mask
 from petseg.losses import LossName, SegmentationLoss
 from petseg.metrics import BinarySegmentationScores
 from petseg.models import build_model
@@ -17,14 +18,14 @@ from petseg.visualize import comparison_grid, denormalize
 
 OptimizerName = Literal["adamw", "adam", "radam", "sgd"]
 SchedulerName = Literal["cosine", "onecycle", "exponential", "none"]
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "adam": torch.optim.Adam,
     "radam": torch.optim.RAdam,
     "sgd": torch.optim.SGD,
 }
-SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "exponential", "none")
-STAGES = ("train", "val", "test")
+assert set(OPTIMIZERS) == set(get_args(OptimizerName))  # one list of names, checked here
+STAGES = ("train", "val")
 FINITE_CHECK_EVERY = 32  # steps between host reads of the non-finite-loss flag
 
 
@@ -73,10 +74,13 @@ class SegmentationModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise PetsegError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        if scheduler not in SCHEDULERS:
-            raise PetsegError(f"unknown scheduler {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        _check_choice("--model.optimizer", optimizer, OptimizerName)
+        _check_choice("--model.scheduler", scheduler, SchedulerName)
+        _check_range("--model.lr", lr, low=0.0, low_open=True)
+        _check_range("--model.weight_decay", weight_decay, low=0.0)
+        _check_range("--model.dice_weight", dice_weight, low=0.0)
+        _check_range("--model.threshold", threshold, low=0.0, high=1.0, low_open=True)
+        _check_range("--model.base_channels", base_channels, low=1)
         self.save_hyperparameters()
         self.net: nn.Module = build_model(arch, base_channels=base_channels, bilinear=bilinear)
         self.criterion = SegmentationLoss(loss, dice_weight)
@@ -112,7 +116,7 @@ class SegmentationModule(L.LightningModule):
 
     def _log_scores(self, stage: str) -> None:
         scores = self.scores[f"{stage}_"].compute()  # synced across processes by torchmetrics
-        keys = ("dice",) if stage == "train" else ("dice", "dice_dataset", "iou")
+        keys = ("dice",) if stage == "train" else tuple(scores)
         for key in keys:
             self.log(f"{stage}/{key}", scores[key], prog_bar=f"{stage}/{key}" == "val/dice")
         self.scores[f"{stage}_"].reset()
@@ -144,13 +148,10 @@ class SegmentationModule(L.LightningModule):
         wanted = self.hparams.log_images - sum(len(e[0]) for e in self._examples)
         if wanted > 0 and not self.trainer.sanity_checking:
             images, masks = batch
-            preds = torch.sigmoid(logits.float()) > self.hparams.threshold
+            preds = predicted_mask(logits, self.hparams.threshold)
             self._examples.append(
                 (images[:wanted].cpu(), masks[:wanted].cpu(), preds[:wanted].cpu())
             )
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
         self._check_finite()
@@ -161,11 +162,9 @@ class SegmentationModule(L.LightningModule):
         if self._examples and isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             images, masks, preds = (torch.cat(parts) for parts in zip(*self._examples, strict=True))
             grid = comparison_grid(denormalize(images), masks, preds)
-            self.logger.experiment.add_image("val/examples", grid, self.current_epoch)
+            # on the global-step axis, like every scalar
+            self.logger.experiment.add_image("val/examples", grid, self.global_step)
         self._examples.clear()
-
-    def on_test_epoch_end(self) -> None:
-        self._log_scores("test")
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -185,3 +184,25 @@ class SegmentationModule(L.LightningModule):
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         per_step = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": per_step}
+
+
+def _check_choice(option: str, value: str, choices) -> None:
+    valid = get_args(choices)
+    if value not in valid:
+        raise PetsegError(f"{option} {value!r} is not one of: {', '.join(valid)}")
+
+
+def _check_range(
+    option: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> None:
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        bound = f"> {low}" if low_open else f">= {low}"
+        if high is not None:
+            bound += f" and <= {high}"
+        raise PetsegError(f"{option} {value} is out of range; it must be {bound}")

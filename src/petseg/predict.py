@@ -1,92 +1,146 @@
-"""petseg-predict: masks and overlays for any images, at each image's own size."""
+"""petseg-predict: masks and overlays for any images, at each image's own size.
+
+Outputs mirror the inputs: ``photos/a/cat.jpg`` given as the folder ``photos`` is written as
+``OUTPUT/a/cat_mask.png``; a file given directly goes to ``OUTPUT/cat_mask.png``. Two inputs
+that would land on one name get ``_2``, ``_3``... (never a name another input owns), and
+``OUTPUT/index.csv`` lists which input became which mask.
+"""
 
 from __future__ import annotations
 
+import csv
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torchvision.io import write_png
 from tqdm import tqdm
 
-from petseg.data.dataset import read_image
-from petseg.data.transforms import eval_transform
 from petseg.errors import PetsegError
-from petseg.inference import binary_mask, predict_logits, resize_logits
+from petseg.segmenter import Segmenter, as_rgb
 from petseg.visualize import overlay
 
+INDEX = "index.csv"
 
-def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files named directly, and every file inside named folders (recursively, sorted).
 
-    Returns the files and one error line for each input that does not exist.
+@dataclass(frozen=True)
+class Job:
+    """One input image and where its mask and overlay go."""
+
+    source: Path
+    stem: Path  # relative to the output folder, without the _mask.png / _overlay.png suffix
+
+    def mask(self, output: Path) -> Path:
+        return output / f"{self.stem}_mask.png"
+
+    def overlay(self, output: Path) -> Path:
+        return output / f"{self.stem}_overlay.png"
+
+
+def _image_suffixes() -> set[str]:
+    return {suffix.lower() for suffix in Image.registered_extensions()}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def collect_inputs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
+    """The images to segment and one error line per input that does not exist.
+
+    Folders are searched recursively for image files (by suffix; files named directly are always
+    tried), skipping anything inside ``output``. A folder without images is an error.
     """
-    files, errors = [], []
+    suffixes, pairs, errors = _image_suffixes(), [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(
-                p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")
+            found = sorted(
+                p
+                for p in item.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in suffixes
+                and not p.name.startswith(".")
+                and not _inside(p, output)
             )
+            if not found:
+                raise PetsegError(f"input folder {item} holds no images (JPEG, PNG, GIF, ...)")
+            pairs += [(p, p.relative_to(item).with_suffix("")) for p in found]
         elif item.is_file():
-            files.append(item)
+            pairs.append((item, Path(item.stem)))
         else:
             errors.append(f"{item}: no such file or folder")
-    return files, errors
+    return _unique(pairs), errors
 
 
-def _output_stems(files: list[Path]) -> list[str]:
-    """File stems made unique (photo.jpg and photo.png become photo and photo_2)."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in files:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}_{seen[path.stem]}")
-    return stems
+def _unique(pairs: list[tuple[Path, Path]]) -> list[Job]:
+    """Jobs whose output stems are all different: a clash gets the first free ``_N`` suffix."""
+    taken = {stem for _, stem in pairs}
+    used: set[Path] = set()
+    jobs = []
+    for source, stem in pairs:
+        if stem in used:
+            n = 2
+            while (candidate := stem.with_name(f"{stem.name}_{n}")) in taken | used:
+                n += 1
+            stem = candidate
+        used.add(stem)
+        jobs.append(Job(source, stem))
+    return jobs
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def check_outputs_free(jobs: list[Job], output: Path) -> None:
+    """Refuse to replace earlier results: no mask or overlay may exist already."""
+    if output.exists() and not output.is_dir():
+        raise PetsegError(f"--output {output} is a file, not a folder; pass a folder")
+    targets = [output / INDEX] + [
+        p for job in jobs for p in (job.mask(output), job.overlay(output))
+    ]
+    clashes = [p for p in targets if p.exists()]
+    if clashes:
+        raise PetsegError(
+            f"--output {output} already holds {len(clashes)} of these results (e.g. "
+            f"{clashes[0]}); pass a new folder so the earlier ones are kept"
+        )
 
 
 def predict_files(
-    model: nn.Module,
-    files: list[Path],
-    output: Path,
-    image_size: int,
-    device: torch.device,
-    batch_size: int = 8,
-    tta: bool = False,
-    threshold: float = 0.5,
-    progress: bool = True,
+    segmenter: Segmenter, jobs: list[Job], output: Path, progress: bool = True
 ) -> list[str]:
-    """Write ``<stem>_mask.png`` (0/255, original size) and ``<stem>_overlay.png`` per image.
+    """Write each job's mask (0/255, original size) and overlay, and ``index.csv``.
 
     Returns one error line per file that could not be read; the others are still written.
+    Images are read as the batches need them, so a large folder never sits in memory.
     """
-    output.mkdir(parents=True, exist_ok=True)
-    model = model.to(device).eval()
-    transform = eval_transform(image_size)
     errors: list[str] = []
-    jobs = list(zip(files, _output_stems(files), strict=True))
-    with tqdm(total=len(jobs), desc="predict", unit="image", disable=not progress) as bar:
-        for batch in _batches(jobs, batch_size):
-            loaded = []
-            for path, stem in batch:
-                try:
-                    loaded.append((stem, read_image(path)))
-                except PetsegError as err:
-                    errors.append(str(err))
-            if loaded:
-                tensors = torch.stack([transform(image=img)["image"] for _, img in loaded])
-                logits = predict_logits(model, tensors.to(device), tta)
-                for (stem, image), logit in zip(loaded, logits, strict=True):
-                    mask = binary_mask(resize_logits(logit[None], image.shape[:2]), threshold)
-                    Image.fromarray(mask).save(output / f"{stem}_mask.png")
-                    image_t = torch.from_numpy(image).permute(2, 0, 1)
-                    drawn = overlay(image_t, torch.from_numpy(mask > 0))
-                    write_png(drawn, str(output / f"{stem}_overlay.png"))
-            bar.update(len(batch))
+    pending: deque[tuple[Job, np.ndarray]] = deque()
+    bar = tqdm(total=len(jobs), desc="predict", unit="image", disable=not progress)
+
+    def readable() -> Iterator[np.ndarray]:
+        for job in jobs:
+            try:
+                image = as_rgb(job.source)
+            except PetsegError as err:
+                errors.append(str(err))
+                bar.update(1)
+                continue
+            pending.append((job, image))
+            yield image
+
+    rows = [("input", "mask", "overlay")]
+    for logits in segmenter.full_size_logits(readable()):
+        job, image = pending.popleft()
+        mask = segmenter.mask(logits[0])  # (H, W) bool
+        job.mask(output).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.numpy().astype(np.uint8) * 255).save(job.mask(output))
+        write_png(overlay(torch.from_numpy(image).permute(2, 0, 1), mask), str(job.overlay(output)))
+        rows.append((str(job.source), str(job.mask(output)), str(job.overlay(output))))
+        bar.update(1)
+    bar.close()
+    if len(rows) > 1:
+        with (output / INDEX).open("w", newline="") as f:
+            csv.writer(f).writerows(rows)
     return errors

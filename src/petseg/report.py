@@ -1,4 +1,5 @@
-"""petseg-test's report: metrics.json, per_image.csv and overlays of the best and worst images."""
+"""The test report that ``petseg-test`` and the end of ``petseg-train`` share: evaluate a model on
+the test split, print the scores, and write metrics.json, per_image.csv and overlays."""
 
 from __future__ import annotations
 
@@ -8,23 +9,74 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torchvision.io import write_png
 
 from petseg.data.dataset import OxfordPetDataset
-from petseg.inference import Evaluation, predict_logits, resize_logits
+from petseg.errors import PetsegError
+from petseg.inference import resize_logits
+from petseg.segmenter import Evaluation, Segmenter
 from petseg.visualize import comparison_grid
+
+REPORT_FILES = ("metrics.json", "per_image.csv", "overlays")
+SUMMARY_KEYS = ("dice", "iou", "dice_dataset", "iou_dataset")
+
+
+def check_report_folder(folder: str | Path) -> Path:
+    """A folder for a new report: refuses one that already holds a report (nothing is replaced)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise PetsegError(f"--output {folder} is a file, not a folder; pass a folder")
+    taken = [name for name in REPORT_FILES if (folder / name).exists()]
+    if taken:
+        raise PetsegError(
+            f"--output {folder} already holds a report ({', '.join(taken)}); "
+            "pass a new folder so the earlier report is kept"
+        )
+    return folder
+
+
+def score_test_split(
+    segmenter: Segmenter,
+    root: str | Path,
+    output: str | Path | None = None,
+    full_res: bool = False,
+    num_workers: int = 0,
+    progress: bool = True,
+    info: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Score ``segmenter`` on the test split of ``root``, print the scores and, with ``output``,
+    write the report there."""
+    from petseg.data.transforms import eval_transform
+
+    dataset = OxfordPetDataset(root, "test", eval_transform(segmenter.image_size))
+    evaluation = segmenter.evaluate(dataset, num_workers, full_res, progress=progress)
+    print(f"test images        {len(dataset)}")
+    print_scores(evaluation.summary)
+    if evaluation.full_res is not None:
+        print("at original image size:")
+        print_scores(evaluation.full_res)
+    if output is not None:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        details = {"arch": segmenter.arch, "image_size": segmenter.image_size,
+                   "threshold": segmenter.threshold, "tta": segmenter.tta}  # fmt: skip
+        details |= info or {}
+        write_metrics(out / "metrics.json", evaluation, details)
+        write_per_image(out / "per_image.csv", evaluation)
+        overlays = write_overlays(out / "overlays", dataset, evaluation, segmenter)
+        print(f"report             {out}/ (metrics.json, per_image.csv, {len(overlays)} overlays)")
+    return evaluation
+
+
+def print_scores(scores: dict[str, float], prefix: str = "test/") -> None:
+    for key in SUMMARY_KEYS:
+        if key in scores:
+            print(f"{prefix + key:<18} {float(scores[key]):.4f}")
 
 
 def write_metrics(path: Path, evaluation: Evaluation, info: dict[str, Any]) -> None:
     """metrics.json: the summary at model size, the full-resolution summary if any, and ``info``."""
-    metrics = {
-        **info,
-        "num_images": len(evaluation.per_image["name"]),
-        "dice": evaluation.summary["dice"],
-        "dice_dataset": evaluation.summary["dice_dataset"],
-        "iou": evaluation.summary["iou"],
-    }
+    metrics = {**info, "num_images": len(evaluation.per_image["name"]), **evaluation.summary}
     if evaluation.full_res is not None:
         metrics["full_res"] = evaluation.full_res
     path.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -41,30 +93,21 @@ def write_per_image(path: Path, evaluation: Evaluation) -> None:
 
 
 def write_overlays(
-    folder: Path,
-    model: nn.Module,
-    dataset: OxfordPetDataset,
-    evaluation: Evaluation,
-    device: torch.device,
-    count: int = 8,
-    tta: bool = False,
-    threshold: float = 0.5,
+    folder: Path, dataset: OxfordPetDataset, evaluation: Evaluation, segmenter: Segmenter
 ) -> list[Path]:
-    """Overlay PNGs (image | ground truth | prediction, at the image's own size) of the ``count``
-    best and ``count`` worst images by Dice."""
+    """Overlay PNGs (image | ground truth | prediction, at the image's own size) of the best and
+    worst images, drawn from the logits the evaluation kept (the model does not run again)."""
     folder.mkdir(parents=True, exist_ok=True)
     dice = evaluation.per_image["dice"]
-    order = sorted(range(len(dice)), key=lambda i: dice[i])
-    picks = [("worst", order[:count]), ("best", order[::-1][:count])]
     written = []
-    for label, indices in picks:
+    for label, indices in (("worst", evaluation.worst), ("best", evaluation.best)):
         for rank, index in enumerate(indices, start=1):
             image, mask = dataset.load(index)
-            tensor = dataset.transform(image=image, mask=mask)["image"][None].to(device)
-            logits = resize_logits(predict_logits(model, tensor, tta), mask.shape)
-            pred = torch.sigmoid(logits[0]) > threshold
+            logits = resize_logits(evaluation.logits[index][None], mask.shape)[0]
             image_t = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) uint8
-            grid = comparison_grid(image_t[None], torch.from_numpy(mask)[None], pred.cpu())
+            grid = comparison_grid(
+                image_t[None], torch.from_numpy(mask)[None], segmenter.mask(logits)
+            )
             name = f"{label}_{rank:02d}_{dataset.names[index]}_dice{dice[index]:.3f}.png"
             write_png(grid, str(folder / name))
             written.append(folder / name)

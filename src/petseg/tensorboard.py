@@ -2,31 +2,52 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-
-def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalars of one run folder (every event file in it): ``{tag: [(step, value), ...]}``."""
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for events in sorted(Path(run_dir).glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every value
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return scalars
+Curves = dict[str, list[tuple[int, float]]]
 
 
-def epoch_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch scalars of a run: ``{tag: [(epoch, value), ...]}``.
+def event_files(run_dir: str | Path) -> list[Path]:
+    """A run's event files, oldest first (a resumed run adds one per resume)."""
+    files = Path(run_dir).glob("events.out.tfevents.*")
+    return sorted(files, key=lambda p: (_timestamp(p), p.name))
+
+
+def _timestamp(events: Path) -> int:
+    """The creation time in ``events.out.tfevents.<time>.<host>...`` (0 if there is none)."""
+    match = re.match(r"events\.out\.tfevents\.(\d+)", events.name)
+    return int(match.group(1)) if match else 0
+
+
+def read_scalars(events: Path) -> Curves:
+    """All scalars of one event file, ``{tag: [(step, value), ...]}``; an unreadable file is
+    skipped with a warning that names it."""
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every value
+    acc.Reload()
+    if acc.file_version is None and events.stat().st_size > 0:
+        warnings.warn(f"skipped {events}: not a readable TensorBoard event file", stacklevel=2)
+        return {}
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def epoch_curves(run_dir: str | Path) -> Curves:
+    """Per-epoch scalars of a run: ``{tag: [(epoch, value), ...]}``, sorted by epoch.
 
     Lightning logs epoch-level metrics at the global step where the epoch ended, together with
-    an ``epoch`` scalar at that step; this maps each value to its epoch through that scalar.
+    an ``epoch`` scalar at that step; this maps each value to its epoch through that scalar. A
+    resumed run's later files replace what an interrupted run logged for the same epoch, so
+    the curves are those of one continuous run.
     """
-    scalars = read_scalars(run_dir)
-    step_to_epoch = {step: int(value) for step, value in scalars.pop("epoch", [])}
-    return {
-        tag: [(step_to_epoch[step], value) for step, value in points if step in step_to_epoch]
-        for tag, points in scalars.items()
-    }
+    merged: dict[str, dict[int, float]] = {}
+    for events in event_files(run_dir):
+        scalars = read_scalars(events)
+        step_to_epoch = {step: int(value) for step, value in scalars.pop("epoch", [])}
+        for tag, points in scalars.items():
+            for step, value in points:
+                if step in step_to_epoch:
+                    merged.setdefault(tag, {})[step_to_epoch[step]] = value
+    return {tag: sorted(values.items()) for tag, values in merged.items()}

@@ -1,13 +1,26 @@
-"""Reading the Oxford-IIIT Pet layout, transforms, the LightningDataModule and synthetic data."""
+"""Reading the Oxford-IIIT Pet layout, transforms, the LightningDataModule and synthetic data.
 
-from petseg.data.datamodule import PetDataModule
-from petseg.data.dataset import OxfordPetDataset, read_image, read_mask, split_names, trimap_to_mask
+Names are imported on first use, so that commands which never train (``petseg-predict``,
+``petseg-test``) do not import Lightning just by touching ``petseg.data``.
+"""
 
-__all__ = [
-    "OxfordPetDataset",
-    "PetDataModule",
-    "read_image",
-    "read_mask",
-    "split_names",
-    "trimap_to_mask",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "PetDataModule": "petseg.data.datamodule",
+    "OxfordPetDataset": "petseg.data.dataset",
+    "read_image": "petseg.data.dataset",
+    "read_mask": "petseg.data.dataset",
+    "split_names": "petseg.data.dataset",
+    "trimap_to_mask": "petseg.data.dataset",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'petseg.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -11,17 +9,11 @@ from torch.utils.data import DataLoader
 from petseg.data import gpu_augment
 from petseg.data.cache import CachedSplit, as_batch
 from petseg.data.dataset import OxfordPetDataset
+from petseg.data.defaults import DEFAULT_ROOT, default_workers
 from petseg.data.download import ensure_data
 from petseg.data.sampler import SeededSampler
 from petseg.data.transforms import Augment, eval_transform, train_transform
 from petseg.errors import PetsegError
-
-DEFAULT_ROOT = "dataset/oxford-iiit-pet"
-
-
-def default_workers(num_workers: int | None) -> int:
-    """``num_workers``, or ``min(8, CPU count)`` when it is ``None``."""
-    return min(8, os.cpu_count() or 1) if num_workers is None else num_workers
 
 
 class PetDataModule(L.LightningDataModule):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -71,11 +71,19 @@ def _reading_error(kind: str, path: str | Path, err: Exception) -> PetsegError:
     return PetsegError(f"cannot read {kind} {path}: {detail}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read any image PIL opens (JPEG, PNG, GIF; grey, palette, RGBA) as RGB uint8 (H, W, 3)."""
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL image as RGB uint8 (H, W, 3)."""
+    return np.array(image.convert("RGB"))
+
+
+def read_image(path: str | Path, exif: bool = False) -> np.ndarray:
+    """Read any image PIL opens (JPEG, PNG, GIF; grey, palette, RGBA) as RGB uint8 (H, W, 3).
+
+    With ``exif``, the EXIF orientation is applied (as a viewer shows the image).
+    """
     try:
         with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
+            return to_rgb(ImageOps.exif_transpose(img) if exif else img)
     except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
         raise _reading_error("image", path, err) from None
 

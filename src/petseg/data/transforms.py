@@ -12,12 +12,11 @@ from typing import Literal
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from petseg.errors import PetsegError
 
 Augment = Literal["none", "basic", "strong"]
 AUGMENTS: tuple[str, ...] = ("none", "basic", "strong")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _finish() -> list:

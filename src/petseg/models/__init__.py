@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from torch import nn
 
 from petseg.errors import PetsegError
 from petseg.models.resnet34_unet import ResNet34Encoder, ResNet34UNet
 from petseg.models.unet import UNet
 
+Arch = Literal["unet", "resnet34_unet"]  # the one list of architecture names
+ARCHS: tuple[str, ...] = get_args(Arch)
 MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "resnet34_unet": ResNet34UNet}
-ARCHS: tuple[str, ...] = tuple(MODELS)
+assert set(MODELS) == set(ARCHS)
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
@@ -19,4 +23,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["ARCHS", "MODELS", "ResNet34Encoder", "ResNet34UNet", "UNet", "build_model"]
+__all__ = ["ARCHS", "MODELS", "Arch", "ResNet34Encoder", "ResNet34UNet", "UNet", "build_model"]

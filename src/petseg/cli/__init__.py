@@ -1,0 +1,91 @@
+"""Console entry points: ``petseg-train``, ``-test``, ``-predict``, ``-compare`` and ``-export``.
+
+Each is a function ``main(argv=None)`` returning an exit code, so tests call it in-process, and a
+thin layer over the Python API. This module imports nothing heavy: each command imports what it
+needs after its arguments are parsed, so ``--help`` answers at once, and only ``petseg-train``
+imports Lightning.
+
+Bad input is printed as one line, ``<prog>: error: <what> <what to do>``, with exit code 2:
+petseg's own ``PetsegError``, argument errors, file-system errors (naming the file) and running
+out of memory. ``--verbose`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from jsonargparse import ArgumentError, ArgumentParser
+
+from petseg.errors import PetsegError
+
+
+def _one_line(err: BaseException) -> str | None:
+    """The one-line message for an error a user can cause, or None for a bug."""
+    if isinstance(err, (PetsegError, ArgumentError)):
+        message = str(err)
+        if "Original Traceback" in message:  # raised in a DataLoader worker: keep its last line
+            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+        return " ".join(message.split())  # jsonargparse's messages span several lines
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or err}"
+    text = str(err)
+    if isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text:
+        return "out of memory; lower --data.image_size or the batch size"
+    return None
+
+
+def run_command(prog: str, argv: list[str] | None, body: Callable[[list[str] | None], int]) -> int:
+    """Run ``body(argv)``, printing a user's mistake as one line with exit code 2."""
+    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv)
+    try:
+        return body(argv)
+    except Exception as err:
+        message = _one_line(err)
+        if verbose or message is None:
+            raise
+        hint = f" (see {prog} --help)" if isinstance(err, ArgumentError) else ""
+        print(f"{prog}: error: {message}{hint}", file=sys.stderr)
+        return 2
+
+
+def command_parser(prog: str, description: str) -> ArgumentParser:
+    """A parser that raises on bad arguments (``run_command`` prints them), with ``--verbose``."""
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+    return parser
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``petseg-train``: fit a model, test its best checkpoint, print where it is and its Dice."""
+    from petseg.cli.train import main
+
+    return main(argv)
+
+
+def test_main(argv: list[str] | None = None) -> int:
+    """``petseg-test --ckpt CKPT``: score a checkpoint on the test split."""
+    from petseg.cli.test import main
+
+    return main(argv)
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """``petseg-predict --ckpt CKPT INPUT... --output DIR``: masks and overlays of any images."""
+    from petseg.cli.predict import main
+
+    return main(argv)
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    """``petseg-compare [RUN...]``: curves of several runs in one PNG, and a summary table."""
+    from petseg.cli.compare import main
+
+    return main(argv)
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """``petseg-export --ckpt CKPT --output model.onnx``: a deployable model file."""
+    from petseg.cli.export import main
+
+    return main(argv)

@@ -1,0 +1,68 @@
+"""``petseg-test``: score a checkpoint on the test split, by the same code as training's test."""
+
+from __future__ import annotations
+
+from jsonargparse.typing import PositiveInt
+
+from petseg.cli import command_parser, run_command
+from petseg.data.defaults import DEFAULT_ROOT
+
+
+def parser():
+    parser = command_parser(
+        "petseg-test",
+        "Score a petseg checkpoint (.ckpt or .pth) on the test split (annotations/test.txt): "
+        "mean per-image Dice and IoU, dataset-level (pooled) Dice and IoU. The architecture, "
+        "image size and threshold come from the checkpoint.",
+    )
+    parser.add_argument("--ckpt", required=True, help="A .ckpt or .pth written by petseg-train.")
+    parser.add_argument("--data.root", default=DEFAULT_ROOT, help="Data root (official layout).")
+    parser.add_argument("--data.batch_size", type=PositiveInt, default=16, help="Images per batch.")
+    parser.add_argument(
+        "--data.num_workers", type=int | None, default=None, help="Loader processes."
+    )
+    parser.add_argument(
+        "--data.download", type=bool, default=False, help="Download the data if root is empty."
+    )
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1")
+    parser.add_argument(
+        "--output",
+        type=str | None,
+        default=None,
+        help="Write metrics.json, per_image.csv and overlays/ (8 best, 8 worst) to this new "
+        "folder (one that already holds a report is refused).",
+    )
+    parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
+    parser.add_argument(
+        "--full-res",
+        action="store_true",
+        help="Also score at each image's original size (logits resized bilinearly).",
+    )
+    return parser
+
+
+def _test(argv: list[str] | None) -> int:
+    args = parser().parse_args(argv)
+    from petseg.data.defaults import default_workers
+    from petseg.data.download import ensure_data
+    from petseg.report import check_report_folder, score_test_split
+    from petseg.runs import check_writable_dir
+    from petseg.segmenter import Segmenter
+
+    if args.output:
+        check_writable_dir(check_report_folder(args.output), "--output")
+    seg = Segmenter.load(
+        args.ckpt, device=args.device, tta=args.tta, batch_size=args.data.batch_size
+    )
+    ensure_data(args.data.root, allow_download=args.data.download)
+    print(f"checkpoint         {args.ckpt} ({seg.arch}, {seg.image_size}px"
+          f"{', TTA' if args.tta else ''})")  # fmt: skip
+    score_test_split(
+        seg, args.data.root, args.output, full_res=args.full_res,
+        num_workers=default_workers(args.data.num_workers), info={"checkpoint": str(args.ckpt)},
+    )  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("petseg-test", argv, _test)

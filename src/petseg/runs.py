@@ -1,0 +1,105 @@
+"""Run folders: a run owns ``<save_dir>/<arch>/version_N/`` and ``<log_dir>/<arch>/version_N/``.
+
+Outputs are append-only: a new run takes the next free N, created atomically (``os.mkdir`` fails
+if another run took it first, and the loser tries the next number), so re-running a command or
+starting two runs at once never replaces an earlier run's checkpoints, weights or curves. A
+resumed run keeps its N and goes on writing into the same two folders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from petseg.errors import PetsegError
+
+_VERSION = re.compile(r"^version_(\d+)$")
+LAST = "last.ckpt"  # rewritten after every epoch; --ckpt_path last resumes the newest run's
+
+
+@dataclass(frozen=True)
+class Run:
+    """The two folders of one training run."""
+
+    version: int
+    ckpt_dir: Path  # <save_dir>/<arch>/version_N: checkpoints, the .pth, the test report
+    log_dir: Path  # <log_dir>/<arch>/version_N: TensorBoard events and the run's config
+
+
+def run_version(folder: Path) -> int | None:
+    """N for a folder named ``version_N``, else None."""
+    match = _VERSION.match(folder.name)
+    return int(match.group(1)) if match else None
+
+
+def _versions(parent: Path) -> list[int]:
+    if not parent.is_dir():
+        return []
+    return [v for v in map(run_version, parent.iterdir()) if v is not None]
+
+
+def _run(save_dir: str | Path, log_dir: str | Path, arch: str, version: int) -> Run:
+    name = f"version_{version}"
+    return Run(version, Path(save_dir) / arch / name, Path(log_dir) / arch / name)
+
+
+def new_run(save_dir: str | Path, log_dir: str | Path, arch: str) -> Run:
+    """Claim the next free ``version_N`` under both folders (atomically) and return it."""
+    ckpt_parent, log_parent = Path(save_dir) / arch, Path(log_dir) / arch
+    ckpt_parent.mkdir(parents=True, exist_ok=True)
+    version = max(_versions(ckpt_parent) + _versions(log_parent), default=-1) + 1
+    while True:
+        try:
+            (ckpt_parent / f"version_{version}").mkdir()  # atomic: exactly one run gets it
+        except FileExistsError:
+            version += 1
+            continue
+        if (log_parent / f"version_{version}").exists():  # logs from elsewhere took this N
+            version += 1
+            continue
+        return _run(save_dir, log_dir, arch, version)
+
+
+def existing_run(save_dir: str | Path, log_dir: str | Path, arch: str, version: int) -> Run:
+    """The folders of run ``version`` (for a resumed run, or a DDP process other than rank 0)."""
+    return _run(save_dir, log_dir, arch, version)
+
+
+def newest_checkpoint(save_dir: str | Path, arch: str) -> Path:
+    """``last.ckpt`` of the newest run of ``arch`` that has one (for ``--ckpt_path last``)."""
+    parent = Path(save_dir) / arch
+    runs = sorted((v, parent / f"version_{v}" / LAST) for v in _versions(parent))
+    with_last = [path for _, path in runs if path.is_file()]
+    if not with_last:
+        raise PetsegError(
+            f"--ckpt_path last: no {arch} run under {parent} has a {LAST} to resume; "
+            "start a new run without --ckpt_path, or pass a checkpoint's path"
+        )
+    return with_last[-1]
+
+
+def run_of_checkpoint(ckpt_path: str | Path, save_dir: str | Path, arch: str) -> int | None:
+    """N when ``ckpt_path`` lies in ``<save_dir>/<arch>/version_N/`` (its run is continued)."""
+    folder = Path(ckpt_path).resolve().parent
+    if folder.parent != (Path(save_dir) / arch).resolve():
+        return None
+    return run_version(folder)
+
+
+def check_writable_dir(path: str | Path, option: str) -> Path:
+    """Create ``path`` if needed and prove it takes files, or fail in one line naming ``option``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PetsegError(f"{option} {path} is a file, not a folder; pass a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".petseg-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PetsegError(
+            f"{option} {path} is not a writable folder ({err.strerror or err}); pass another"
+        ) from None
+    return path
