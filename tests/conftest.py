@@ -12,6 +12,9 @@ from petseg.cli import train_main
 from petseg.data.synthetic import make_synthetic_dataset
 
 DATA = Path(__file__).parent / "data"
+RUN = Path(
+    "saved_models/resnet34_unet/version_0"
+)  # the first run's folder, below --save_dir's parent
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "oxford-pet-sample"
 
 

@@ -1,105 +1,148 @@
-"""End to end, in-process: petseg-train on synthetic data, then petseg-test on its checkpoint."""
+"""End to end, in-process: petseg-train on synthetic data, its run folders, resuming, and
+petseg-test on its checkpoint through the same code path."""
 
+import contextlib
+import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import train_args
+from conftest import RUN, train_args
+from petseg.checkpoints import load_model
 from petseg.cli import test_main as petseg_test
 from petseg.cli import train_main
 from petseg.models import build_model
-from petseg.tensorboard import epoch_curves
+from petseg.tensorboard import epoch_curves, event_files
+
+BIN = Path(sys.executable).parent
 
 
-def test_train_leaves_checkpoints_pth_and_prints_results(trained):
+def test_train_writes_one_run_folder_and_prints_a_summary(trained):
     out, stdout = trained
-    ckpts = sorted((out / "saved_models" / "resnet34_unet").glob("*.ckpt"))
-    names = [c.name for c in ckpts]
-    assert "last.ckpt" in names and any(n.startswith("epoch") for n in names)
-    assert "best checkpoint" in stdout and "test/dice" in stdout
-    best = next(line.split()[-1] for line in stdout.splitlines() if line.startswith("best check"))
-    assert best.endswith(".ckpt") and "dice" in best
-    state = torch.load(out / "saved_models" / "resnet34_unet.pth", weights_only=True)
-    build_model("resnet34_unet", base_channels=8).load_state_dict(state)  # a plain state dict
+    run = out / RUN
+    names = sorted(p.name for p in run.iterdir())
+    assert "last.ckpt" in names and "resnet34_unet.pth" in names and "test" in names
+    assert any(n.startswith("epoch") and n.endswith(".ckpt") for n in names)
+    assert (out / "logs" / "resnet34_unet" / "version_0" / "config.yaml").is_file()
+    lines = stdout.splitlines()
+    assert lines[0].startswith("training resnet34_unet (") and "train 36 / valid 4" in lines[0]
+    assert str(run) in lines[0] and "32-true on cpu" in lines[0]
+    assert any(line.startswith("best epoch ") for line in lines)
+    best = next(line.split()[-1] for line in lines if line.startswith("best checkpoint"))
+    assert best.startswith(str(run)) and "dice" in best
 
 
-def test_tensorboard_has_one_value_per_epoch(trained):
+def test_a_plain_run_prints_only_what_matters(synthetic_root, tmp_path):
+    extra = ("--trainer.max_epochs", "1", "--data.image_size", "32")
+    done = subprocess.run(
+        [str(BIN / "petseg-train"), *train_args(synthetic_root, tmp_path, *extra)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout + done.stderr
+    for noise in ("litlogger", "LeafSpec", "log_every_n_steps", "Restoring states", "Seed set"):
+        assert noise not in printed, noise
+    lines = [line for line in printed.splitlines() if line.strip()]
+    assert lines[0].startswith("training resnet34_unet") and len(lines) <= 14, printed
+
+
+def test_pth_describes_itself(trained):
     out, _ = trained
-    (run,) = (out / "logs" / "resnet34_unet").iterdir()
-    curves = epoch_curves(run)
-    for tag in ("train/loss", "train/dice", "val/loss", "val/dice"):
-        assert [epoch for epoch, _ in curves[tag]] == [0, 1], tag
-    assert len(curves["test/dice"]) == 1 and 0 <= curves["test/iou"][0][1] <= 1
+    payload = torch.load(out / RUN / "resnet34_unet.pth", weights_only=True)
+    assert payload["arch"] == "resnet34_unet" and payload["image_size"] == 64
+    assert payload["model_options"] == {"base_channels": 8, "bilinear": False}
+    assert payload["threshold"] == 0.5
+    model = build_model(payload["arch"], **payload["model_options"])
+    model.load_state_dict(payload["state_dict"])  # rebuilt without knowing the width
+    loaded, spec = load_model(out / RUN / "resnet34_unet.pth")
+    assert spec.model_options["base_channels"] == 8
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
 
 
-def test_petseg_test_prints_dice_from_checkpoint_alone(trained, synthetic_root, capsys):
-    out, _ = trained
-    ckpt = out / "saved_models" / "resnet34_unet" / "last.ckpt"
-    code = petseg_test(["--ckpt", str(ckpt), "--data.root", str(synthetic_root),
-                      "--data.num_workers", "0", "--device", "cpu"])  # fmt: skip
-    stdout = capsys.readouterr().out
-    assert code == 0
-    values = {line.split()[0]: line.split()[1] for line in stdout.splitlines() if "/" in line[:6]}
-    assert 0.0 <= float(values["test/dice"]) <= 1.0 and 0.0 <= float(values["test/iou"]) <= 1.0
-    assert "64px" in stdout  # the image size came from the checkpoint
-    assert "test images        20" in stdout
-
-
-def test_resume_from_last_continues_the_run(trained, synthetic_root, tmp_path):
+def test_a_second_run_gets_its_own_folders(trained, synthetic_root, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(trained[0], out)  # the shared run stays as it was
+    shutil.copytree(trained[0], out)
+    before = {p: p.read_bytes() for p in (out / RUN).rglob("*") if p.is_file()}
+    extra = ("--arch", "resnet34_unet", "--trainer.max_epochs", "1")
+    assert train_main(train_args(synthetic_root, out, *extra)) == 0
+    second = out / "saved_models" / "resnet34_unet" / "version_1"
+    assert (second / "resnet34_unet.pth").is_file()
+    assert (out / "logs" / "resnet34_unet" / "version_1").is_dir()
+    assert {p: p.read_bytes() for p in (out / RUN).rglob("*") if p.is_file()} == before
+
+
+def test_tensorboard_curves_test_metrics_and_hparams(trained):
+    out, _ = trained
+    run = out / "logs" / "resnet34_unet" / "version_0"
+    curves = epoch_curves(run)
+    for tag in ("train/loss", "train/dice", "val/loss", "val/dice", "val/iou", "val/iou_dataset"):
+        assert [epoch for epoch, _ in curves[tag]] == [0, 1], tag
+    report = json.loads((out / RUN / "test" / "metrics.json").read_text())
+    for key in ("dice", "iou", "dice_dataset", "iou_dataset"):
+        assert curves[f"test/{key}"][0][1] == pytest.approx(report[key], abs=1e-6)
+    plugins = {}
+    for events in event_files(run):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        with contextlib.suppress(KeyError):  # files without an HParams summary
+            plugins |= acc.PluginTagToContent("hparams")
+    assert plugins, "no HParams summary"
+    scalars = {tag for e in event_files(run) for tag in _scalar_tags(e)}
+    assert {"hp/best_val_dice", "hp/test_dice"} <= scalars
+    assert "hp_metric" not in scalars
+    hparams = (run / "hparams.yaml").read_text()
+    assert "_instantiator" not in str(plugins) and "model.base_channels" in str(plugins)
+    assert hparams
+
+
+def _scalar_tags(events) -> list[str]:
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    return acc.Tags()["scalars"]
+
+
+def test_petseg_test_is_the_same_path_as_training_test(trained, synthetic_root, tmp_path, capsys):
+    out, _ = trained
+    best = next(p for p in (out / RUN).glob("epoch*.ckpt"))
+    report = tmp_path / "report"
+    argv = ["--ckpt", str(best), "--data.root", str(synthetic_root), "--data.num_workers", "0",
+            "--device", "cpu", "--output", str(report)]  # fmt: skip
+    assert petseg_test(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "64px" in stdout and "test images        20" in stdout  # size from the checkpoint
+    after_training = json.loads((out / RUN / "test" / "metrics.json").read_text())
+    standalone = json.loads((report / "metrics.json").read_text())
+    for key in ("dice", "iou", "dice_dataset", "iou_dataset"):
+        assert standalone[key] == pytest.approx(after_training[key], abs=1e-6), key
+    assert (report / "per_image.csv").read_text() == (out / RUN / "test/per_image.csv").read_text()
+
+
+def test_resume_last_continues_the_same_run(trained, synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
     extra = ("--arch", "resnet34_unet", "--trainer.max_epochs", "3", "--ckpt_path", "last")
-    code = train_main(train_args(synthetic_root, out, *extra))
-    assert code == 0
-    last = torch.load(out / "saved_models" / "resnet34_unet" / "last.ckpt", weights_only=False)
-    assert last["epoch"] == 2 and last["hyper_parameters"]["arch"] == "resnet34_unet"
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--arch", "segformer"], 'Parser key "arch"'),
-        (["--data.root", "/no/root", "--data.download", "false"], "data root /no/root lacks"),
-        (["--ckpt_path", "/no/such.ckpt"], "checkpoint not found: /no/such.ckpt"),
-    ],
-)
-def test_train_bad_input_is_one_line(argv, message, tmp_path, capsys):
-    code = train_main(["--trainer.accelerator", "cpu", "--save_dir", str(tmp_path), *argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert err[-1].startswith("petseg-train: error: ") and message in err[-1]
-    assert not any("Traceback" in line for line in err)
-
-
-def test_test_bad_checkpoints_are_one_line(tmp_path, capsys):
-    assert petseg_test(["--ckpt", str(tmp_path / "missing.ckpt")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
-    junk = tmp_path / "junk.ckpt"
-    junk.write_bytes(b"not a checkpoint")
-    assert petseg_test(["--ckpt", str(junk)]) == 2
-    assert f"cannot read checkpoint {junk}" in capsys.readouterr().err
-    foreign = tmp_path / "foreign.ckpt"
-    torch.save({"state_dict": {}}, foreign)
-    assert petseg_test(["--ckpt", str(foreign)]) == 2
-    assert "is not a petseg checkpoint" in capsys.readouterr().err
+    assert train_main(train_args(synthetic_root, out, *extra)) == 0
+    last = torch.load(out / RUN / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2
+    assert not (out / "saved_models" / "resnet34_unet" / "version_1").exists()
+    logs = out / "logs" / "resnet34_unet"
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0"]
+    curves = epoch_curves(logs / "version_0")
+    assert [epoch for epoch, _ in curves["val/dice"]] == [0, 1, 2]  # one continuous run
+    assert (logs / "version_0" / "config.yaml").is_file()
+    assert (logs / "version_0" / "config-resume1.yaml").is_file()  # the first one is kept
 
 
 def test_help_lists_every_option(capsys):
     for main, options in [
         (train_main, ["--arch", "--data.root", "--model.loss", "--trainer.max_epochs", "--config"]),
-        (
-            petseg_test,
-            [
-                "--ckpt",
-                "--data.root",
-                "--data.image_size",
-                "--device",
-                "--output",
-                "--tta",
-                "--full-res",
-            ],
-        ),
+        (petseg_test, ["--ckpt", "--data.root", "--device", "--output", "--tta", "--full-res"]),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["--help"])

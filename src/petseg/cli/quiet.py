@@ -26,6 +26,17 @@ _WARNINGS = (
 )
 
 
+# The loggers that emit those lines (a record meets its own logger's filters first), and the
+# package loggers whose handlers Lightning sets up.
+_EMITTERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.fabric.utilities.seed",
+    "lightning.pytorch",
+    "lightning.fabric",
+)
+
+
 class _DropListed(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not _LOG_LINES.search(record.getMessage())
@@ -33,7 +44,7 @@ class _DropListed(logging.Filter):
 
 def quiet_lightning() -> None:
     """Install the filters (idempotent)."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in _EMITTERS:
         logger = logging.getLogger(name)
         for target in (logger, *logger.handlers):
             if not any(isinstance(f, _DropListed) for f in target.filters):
