@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +11,14 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import train_args
+from conftest import RUN, train_args
 from petseg.cli import compare_main, predict_main, train_main
 from petseg.cli import test_main as petseg_test
+from petseg.data.dataset import OxfordPetDataset
+from petseg.data.transforms import eval_transform
 from petseg.inference import predict_logits
+from petseg.report import write_overlays
+from petseg.segmenter import Segmenter
 
 
 def _best_ckpt(stdout: str) -> str:
@@ -37,6 +42,8 @@ def test_report_metrics_equal_the_per_image_mean(report):
     assert metrics["num_images"] == len(rows) == 20
     assert metrics["arch"] == "resnet34_unet" and metrics["image_size"] == 64
     assert metrics["dice"] == pytest.approx(np.mean([float(r["dice"]) for r in rows]), abs=1e-5)
+    assert metrics["iou"] == pytest.approx(np.mean([float(r["iou"]) for r in rows]), abs=1e-5)
+    assert {"dice_dataset", "iou_dataset"} <= set(metrics)  # pooled, named as such
     assert set(rows[0]) == {"name", "dice", "iou", "foreground", "dice_full_res", "iou_full_res"}
     full = metrics["full_res"]["dice"]
     assert full == pytest.approx(np.mean([float(r["dice_full_res"]) for r in rows]), abs=1e-5)
@@ -47,6 +54,21 @@ def test_report_matches_the_test_dice_of_training(trained, report):
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["dice"] == pytest.approx(float(printed["test/dice"]), abs=1e-4)
     assert metrics["iou"] == pytest.approx(float(printed["test/iou"]), abs=1e-4)
+
+
+def test_overlays_are_drawn_from_the_evaluation_logits(trained, synthetic_root, tmp_path):
+    seg = Segmenter.load(_best_ckpt(trained[1]), device="cpu")
+    dataset = OxfordPetDataset(synthetic_root, "test", eval_transform(seg.image_size))
+    evaluation = seg.evaluate(dataset, keep=3, progress=False)
+    dice = evaluation.per_image["dice"]
+    assert [dice[i] for i in evaluation.best] == sorted(dice, reverse=True)[:3]
+    assert [dice[i] for i in evaluation.worst] == sorted(dice)[:3]
+
+    def no_second_run(*args):
+        raise AssertionError("the model ran again")
+
+    seg.model.forward = no_second_run
+    assert len(write_overlays(tmp_path, dataset, evaluation, seg)) == 6
 
 
 def test_report_overlays_best_and_worst(report):
@@ -64,13 +86,15 @@ def test_predict_masks_at_original_size_and_skips_non_images(trained, tmp_path, 
     Image.fromarray(rng.integers(0, 255, (37, 53), np.uint8), "L").save(inputs / "grey.png")
     Image.fromarray(rng.integers(0, 255, (40, 30, 4), np.uint8), "RGBA").save(inputs / "rgba.png")
     Image.fromarray(rng.integers(0, 255, (81, 64, 3), np.uint8)).save(inputs / "photo.jpg")
-    (inputs / "notes.txt").write_text("not an image")
-    ckpt = trained[0] / "saved_models" / "resnet34_unet" / "last.ckpt"
+    (inputs / "broken.jpg").write_text("not an image")
+    (inputs / "notes.txt").write_text("not an image, and not named like one: ignored")
     out = tmp_path / "out"
-    code = predict_main(["--ckpt", str(ckpt), str(inputs), "--output", str(out), "--device", "cpu"])
+    code = predict_main(["--ckpt", str(trained[0] / RUN / "last.ckpt"), str(inputs),
+                         "--output", str(out), "--device", "cpu"])  # fmt: skip
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("petseg")]
     assert code == 1
-    assert len(err) == 1 and "notes.txt" in err[0] and err[0].startswith("petseg-predict: skipped")
+    assert len(err) == 1 and "broken.jpg" in err[0]
+    assert err[0].startswith("petseg-predict: skipped")
     for name, size in [("grey", (53, 37)), ("rgba", (30, 40)), ("photo", (64, 81))]:
         with Image.open(out / f"{name}_mask.png") as mask:
             assert mask.size == size and mask.mode == "L"
@@ -78,12 +102,74 @@ def test_predict_masks_at_original_size_and_skips_non_images(trained, tmp_path, 
         with Image.open(out / f"{name}_overlay.png") as overlay:
             assert overlay.size == size and overlay.mode == "RGB"
     assert len(list(out.glob("*_mask.png"))) == 3
+    with (out / "index.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 3
+
+
+def test_predict_never_maps_two_inputs_to_one_output(trained, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    sources = {}
+    for rel in ("a/cat.jpg", "b/cat.jpg", "c/cat_2.jpg", "c/cat.png", "c/sub/cat.jpg"):
+        path = tmp_path / "in" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        height = 20 + len(sources)  # a different size each, to tell the masks apart
+        Image.fromarray(rng.integers(0, 255, (height, 30, 3), np.uint8)).save(path)
+        sources[rel] = height
+    out = tmp_path / "in" / "out"  # inside an input folder: never read back
+    inputs = [str(tmp_path / "in" / d) for d in ("a", "b", "c")]
+    argv = ["--ckpt", str(trained[0] / RUN / "last.ckpt"), *inputs, "--output", str(out)]
+    assert predict_main([*argv, "--device", "cpu"]) == 0
+    assert "wrote masks and overlays of 5 image(s)" in capsys.readouterr().out
+    with (out / "index.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and len({r["mask"] for r in rows}) == 5
+    for row in rows:
+        rel = str(Path(row["input"]).relative_to(tmp_path / "in"))
+        with Image.open(row["mask"]) as mask:
+            assert mask.height == sources[rel], (rel, row["mask"])
+    assert (out / "sub" / "cat_mask.png").is_file()  # folders are mirrored
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert predict_main([*argv, "--device", "cpu"]) == 2  # the same command again
+    assert "already holds" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    whole = [*argv[:2], str(tmp_path / "in"), "--output", str(out)]  # out/ lies inside in/
+    assert predict_main([*whole, "--device", "cpu"]) == 0
+    assert "of 5 image(s)" in capsys.readouterr().out  # the masks in out/ were not read back
+    assert (out / "a" / "cat_mask.png").is_file() and (out / "index-1.csv").is_file()
+
+
+def test_predict_applies_exif_orientation(trained, tmp_path):
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 60, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    image.save(tmp_path / "phone.jpg", exif=exif)
+    out = tmp_path / "out"
+    argv = ["--ckpt", str(trained[0] / RUN / "last.ckpt"), str(tmp_path / "phone.jpg")]
+    assert predict_main([*argv, "--output", str(out), "--device", "cpu"]) == 0
+    with Image.open(out / "phone_mask.png") as mask:
+        assert mask.size == (40, 60)  # as displayed: stored 60x40, turned upright
+
+
+def test_predict_threshold_comes_from_the_checkpoint(trained, tmp_path, monkeypatch):
+    from petseg.segmenter import Segmenter
+
+    seen = []
+    monkeypatch.setattr(Segmenter, "mask", lambda self, logits: seen.append(self.threshold)
+                        or torch.zeros(logits.shape[-2:], dtype=torch.bool))  # fmt: skip
+    ckpt = torch.load(trained[0] / RUN / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["threshold"] = 0.3
+    torch.save(ckpt, tmp_path / "t.ckpt")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (20, 20)).save(image)
+    argv = ["--ckpt", str(tmp_path / "t.ckpt"), str(image), "--device", "cpu"]
+    assert predict_main([*argv, "--output", str(tmp_path / "out")]) == 0
+    assert seen == [0.3]
 
 
 def test_predict_all_good_inputs_exit_zero(trained, quirks_root, tmp_path):
-    ckpt = trained[0] / "saved_models" / "resnet34_unet" / "last.ckpt"
     images = quirks_root / "images"
-    argv = ["--ckpt", str(ckpt), str(images), "--output", str(tmp_path), "--device", "cpu", "--tta"]
+    argv = ["--ckpt", str(trained[0] / RUN / "last.ckpt"), str(images), "--output",
+            str(tmp_path), "--device", "cpu", "--tta"]  # fmt: skip
     assert predict_main(argv) == 0
     with Image.open(tmp_path / "Abyssinian_34_mask.png") as mask:  # the GIF named .jpg
         assert mask.size == (250, 202)
@@ -103,13 +189,14 @@ def test_tta_keeps_shape_and_is_exact_for_a_flip_equivariant_model():
     )
 
 
-def test_validation_images_logged_every_epoch(trained):
-    (run,) = (trained[0] / "logs" / "resnet34_unet").iterdir()
+def test_validation_images_logged_every_epoch_on_the_scalar_axis(trained):
+    run = trained[0] / "logs" / "resnet34_unet" / "version_0"
     events = [e for e in sorted(run.glob("events.*")) if "images" in _tags(e)]
-    acc = EventAccumulator(str(events[0]), size_guidance={"images": 0})
+    acc = EventAccumulator(str(events[0]), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     grids = acc.Images("val/examples")
-    assert [g.step for g in grids] == [0, 1]
+    assert [g.step for g in grids] == [s.step for s in acc.Scalars("val/dice")]  # same axis
+    assert len(grids) == 2 and grids[0].step > 0
     assert grids[0].width > 2 * grids[0].height / 4  # three tiles per row, four valid images
 
 

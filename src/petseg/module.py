@@ -162,9 +162,14 @@ class SegmentationModule(L.LightningModule):
         if self._examples and isinstance(self.logger, TensorBoardLogger) and self.global_rank == 0:
             images, masks, preds = (torch.cat(parts) for parts in zip(*self._examples, strict=True))
             grid = comparison_grid(denormalize(images), masks, preds)
-            # on the global-step axis, like every scalar
-            self.logger.experiment.add_image("val/examples", grid, self.global_step)
+            self.logger.experiment.add_image("val/examples", grid, self._scalar_step())
         self._examples.clear()
+
+    def _scalar_step(self) -> int:
+        """The step Lightning logs this validation's scalars at, so that the images sit on the
+        same axis (Lightning counts optimizer steps; this is its own counter for that)."""
+        loop = getattr(self.trainer.fit_loop, "epoch_loop", None)
+        return int(getattr(loop, "_batches_that_stepped", self.global_step))
 
     def configure_optimizers(self):
         hp = self.hparams

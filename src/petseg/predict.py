@@ -3,7 +3,7 @@
 Outputs mirror the inputs: ``photos/a/cat.jpg`` given as the folder ``photos`` is written as
 ``OUTPUT/a/cat_mask.png``; a file given directly goes to ``OUTPUT/cat_mask.png``. Two inputs
 that would land on one name get ``_2``, ``_3``... (never a name another input owns), and
-``OUTPUT/index.csv`` lists which input became which mask.
+``OUTPUT/index.csv`` (``index-N.csv`` when that exists) lists which input became which mask.
 """
 
 from __future__ import annotations
@@ -96,15 +96,22 @@ def check_outputs_free(jobs: list[Job], output: Path) -> None:
     """Refuse to replace earlier results: no mask or overlay may exist already."""
     if output.exists() and not output.is_dir():
         raise PetsegError(f"--output {output} is a file, not a folder; pass a folder")
-    targets = [output / INDEX] + [
-        p for job in jobs for p in (job.mask(output), job.overlay(output))
-    ]
+    targets = [path for job in jobs for path in (job.mask(output), job.overlay(output))]
     clashes = [p for p in targets if p.exists()]
     if clashes:
         raise PetsegError(
             f"--output {output} already holds {len(clashes)} of these results (e.g. "
             f"{clashes[0]}); pass a new folder so the earlier ones are kept"
         )
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``<stem>-N<suffix>`` with the first N that is free: never replace a file."""
+    n = 1
+    while path.exists():
+        path = path.with_name(f"{INDEX.removesuffix('.csv')}-{n}.csv")
+        n += 1
+    return path
 
 
 def predict_files(
@@ -141,6 +148,6 @@ def predict_files(
         bar.update(1)
     bar.close()
     if len(rows) > 1:
-        with (output / INDEX).open("w", newline="") as f:
+        with _free_name(output / INDEX).open("w", newline="") as f:
             csv.writer(f).writerows(rows)
     return errors
