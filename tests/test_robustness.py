@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import train_args
+from conftest import RUN, train_args
 from petseg.cli import train_main
 from petseg.data import OxfordPetDataset, PetDataModule
 from petseg.errors import PetsegError
@@ -81,7 +81,7 @@ def test_stray_non_image_files_are_ignored(data_copy):
 
 
 def test_truncated_and_foreign_checkpoints_are_one_line(trained, tmp_path, capsys):
-    last = trained[0] / "saved_models" / "resnet34_unet" / "last.ckpt"
+    last = trained[0] / RUN / "last.ckpt"
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     assert train_main(["--ckpt_path", str(truncated), "--trainer.accelerator", "cpu"]) == 2
@@ -134,7 +134,7 @@ def test_same_seed_gives_identical_metrics(synthetic_root, tmp_path):
 
 
 def _checkpoint_epoch(path: Path) -> int:
-    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
 @pytest.mark.slow
@@ -143,7 +143,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_p
     argv = train_args(synthetic_root, tmp_path / "killed", "--trainer.max_epochs", epochs)
     proc = subprocess.Popen([BIN / "petseg-train", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    last = tmp_path / "killed" / "saved_models" / "resnet34_unet" / "last.ckpt"
+    last = tmp_path / "killed" / RUN / "last.ckpt"
     writes, seen = 0, None
     deadline = time.monotonic() + 120
     while writes < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -181,8 +181,11 @@ def test_ddp_on_two_cpu_processes_reduces_val_dice_like_one(synthetic_root, tmp_
     assert done.stdout.count("best checkpoint") == 1  # only rank 0 reports
     ddp_val = _curves(tmp_path / "logs")["val/dice"]
     assert [epoch for epoch, _ in ddp_val] == [0]
-    last = tmp_path / "saved_models" / "resnet34_unet" / "last.ckpt"
-    module = SegmentationModule.load_from_checkpoint(last, map_location="cpu")
+    assert [p.name for p in (tmp_path / "saved_models" / "resnet34_unet").iterdir()] == [
+        "version_0"
+    ]  # one run folder, shared by both processes
+    last = tmp_path / RUN / "last.ckpt"
+    module = SegmentationModule.load_from_checkpoint(last, map_location="cpu", weights_only=True)
     dm = PetDataModule(str(synthetic_root), image_size=64, batch_size=8, num_workers=0)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (single,) = trainer.validate(module, datamodule=dm, verbose=False)

@@ -158,8 +158,11 @@ class Segmenter:
             num_workers=num_workers,
             collate_fn=_collate,
         )
-        scores = BinarySegmentationScores(self.threshold).to(self.device)
-        full = BinarySegmentationScores(self.threshold).to(self.device) if full_res else None
+        # One process scores the whole split: no syncing, even inside a DDP run.
+        scores = BinarySegmentationScores(self.threshold, sync_on_compute=False).to(self.device)
+        full = None
+        if full_res:
+            full = BinarySegmentationScores(self.threshold, sync_on_compute=False).to(self.device)
         foreground: list[float] = []
         best: list = []  # heaps of (dice, index, logits): the `keep` best ...
         worst: list = []  # ... and (-dice, -index, logits): the `keep` worst
