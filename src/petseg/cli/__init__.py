@@ -20,6 +20,10 @@ from jsonargparse import ArgumentError, ArgumentParser
 from petseg.errors import PetsegError
 
 
+# How torch (CPU, CUDA) and OpenCV (albumentations' resizing) say that an allocation failed.
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "Insufficient memory")
+
+
 def _one_line(err: BaseException) -> str | None:
     """The one-line message for an error a user can cause, or None for a bug."""
     if isinstance(err, (PetsegError, ArgumentError)):
@@ -30,7 +34,7 @@ def _one_line(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.filename}: {err.strerror or err}"
     text = str(err)
-    if isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text:
+    if isinstance(err, MemoryError) or any(sign in text for sign in _OUT_OF_MEMORY):
         return "out of memory; lower --data.image_size or the batch size"
     return None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from petseg.errors import PetsegError
 
 DATA_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
+OTHER_DATA = "a sample of it, or synthetic data from `petseg-synth DIR`"
 REQUIRED = ("images", "annotations/trimaps", "annotations/trainval.txt", "annotations/test.txt")
 
 
@@ -33,7 +34,8 @@ def download(root: str | Path) -> None:
         except Exception as err:  # urllib, ssl, tarfile and checksum errors all mean "no data"
             raise PetsegError(
                 f"could not download {url} ({type(err).__name__}: {err}); download images.tar.gz "
-                f"and annotations.tar.gz from {DATA_URL} and unpack both into {root}"
+                f"and annotations.tar.gz from {DATA_URL} and unpack both into {root}, or point "
+                f"--data.root at a folder in the same layout ({OTHER_DATA})"
             ) from None
 
 
@@ -53,4 +55,5 @@ def ensure_data(root: str | Path, allow_download: bool) -> None:
         if allow_download
         else f"pass --data.download true, or unpack the archives from {DATA_URL} there"
     )
+    hint += f", or point --data.root at a folder in the same layout ({OTHER_DATA})"
     raise PetsegError(f"data root {root} lacks {', '.join(missing)}; {hint}")

@@ -1,0 +1,195 @@
+"""Trust: crafted checkpoints never run code, and every mistake a user can type is one line that
+names the file or option, with a nonzero exit and every earlier file left as it was."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import RUN
+from petseg.cli import compare_main, predict_main, train_main
+from petseg.cli import test_main as petseg_test
+from petseg.errors import PetsegError
+from petseg.segmenter import Segmenter
+
+MAINS = {"train": train_main, "test": petseg_test, "predict": predict_main, "compare": compare_main}
+
+
+class Payload:
+    """Unpickling this runs ``touch MARKER``: what a crafted checkpoint does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+NAMED = {"junk": "junk.ckpt", "truncated": "truncated.ckpt", "foreign": "foreign.ckpt",
+         "malicious": "malicious.ckpt", "bad_yaml": "bad.yaml", "image": "image.png",
+         "a_file": "a_file", "empty_folder": "empty_folder", "report": "report"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def files(trained, synthetic_root, tmp_path_factory) -> dict[str, str]:
+    """Bad and good inputs, written once; keys are the placeholders used in CASES."""
+    tmp = tmp_path_factory.mktemp("bad")
+    real = trained[0] / RUN / "last.ckpt"
+    ckpt = torch.load(real, weights_only=True)
+    (tmp / "junk.ckpt").write_bytes(b"not a checkpoint")
+    (tmp / "truncated.ckpt").write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    torch.save({"state_dict": {}}, tmp / "foreign.ckpt")
+    marker = tmp / "marker"
+    torch.save({**ckpt, "callbacks": {"x": Payload(marker)}}, tmp / "malicious.ckpt")
+    (tmp / "a_file").write_text("a file, not a folder")
+    (tmp / "empty_folder").mkdir()
+    (tmp / "report").mkdir()
+    (tmp / "report" / "metrics.json").write_text("{}")
+    (tmp / "bad.yaml").write_text(yaml.safe_dump({"model": {"no_such_option": 1}}))
+    empty_test = tmp / "empty_test"
+    shutil.copytree(synthetic_root, empty_test)
+    (empty_test / "annotations" / "test.txt").write_text("\n")
+    (tmp / "image.png").write_bytes(
+        (synthetic_root / "images").glob("*.jpg").__next__().read_bytes()
+    )
+    (tmp / "events").mkdir()
+    (tmp / "events" / "events.out.tfevents.1.host").write_bytes(os.urandom(64))
+    wide = tmp / "wide.ckpt"
+    ckpt["hyper_parameters"]["base_channels"] = 16
+    torch.save(ckpt, wide)
+    return {
+        "tmp": str(tmp), "root": str(synthetic_root), "ckpt": str(real),
+        "marker": str(marker), "empty_test": str(empty_test), "wide": str(wide),
+        **{key: str(tmp / name) for key, name in NAMED.items()},
+    }  # fmt: skip
+
+
+TRAIN = ("--data.root {root} --data.image_size 32 --data.batch_size 4 --data.num_workers 0 "
+         "--model.base_channels 8 --trainer.accelerator cpu --trainer.max_epochs 1 "
+         "--save_dir {tmp}/sm --log_dir {tmp}/logs")  # fmt: skip
+TEST = "--ckpt {ckpt} --data.root {root} --data.num_workers 0 --device cpu"
+PREDICT = "--ckpt {ckpt} {image} --device cpu --output {tmp}/out"
+
+# (command, arguments, what the one line must name)
+CASES = [
+    ("train", "--arch segformer", "arch"),
+    ("train", "--data.root {tmp}/nowhere --data.download false", "/nowhere"),
+    ("train", "--model.lr 0", "--model.lr"),
+    ("train", "--model.lr -0.1", "--model.lr"),
+    ("train", "--model.weight_decay -1", "--model.weight_decay"),
+    ("train", "--model.dice_weight -1", "--model.dice_weight"),
+    ("train", "--model.threshold 1.5", "--model.threshold"),
+    ("train", "--model.threshold 0", "--model.threshold"),
+    ("train", "--model.base_channels 0", "--model.base_channels"),
+    ("train", "--model.loss focal", "loss"),
+    ("train", "--model.optimizer lbfgs", "optimizer"),
+    ("train", "--model.scheduler step", "scheduler"),
+    ("train", "--data.image_size 16", "--data.image_size"),
+    ("train", "--data.batch_size 0", "--data.batch_size"),
+    ("train", "--data.augment extreme", "augment"),
+    ("train", "--trainer.max_epochs many", "max_epochs"),
+    ("train", "--save_dir {a_file}", "a_file"),
+    ("train", "--log_dir {a_file}", "a_file"),
+    ("train", "--save_dir /proc/petseg-saved", "/proc/petseg-saved"),
+    ("train", "--log_dir /proc/petseg-logs", "/proc/petseg-logs"),
+    ("train", "--config {tmp}/missing.yaml", "missing.yaml"),
+    ("train", "--config {bad_yaml}", "no_such_option"),
+    ("train", "--ckpt_path {tmp}/missing.ckpt", "missing.ckpt"),
+    ("train", "--ckpt_path {junk}", "junk.ckpt"),
+    ("train", "--ckpt_path {truncated}", "truncated.ckpt"),
+    ("train", "--ckpt_path {foreign}", "foreign.ckpt"),
+    ("train", "--ckpt_path {malicious}", "malicious.ckpt"),
+    ("train", "--ckpt_path last", "--ckpt_path last"),
+    ("train", "--arch unet --ckpt_path {ckpt}", "--arch"),
+    ("train", "--ckpt_path {wide}", "--model.base_channels"),
+    ("train", "--model.bilinear true --ckpt_path {ckpt}", "--model.bilinear"),
+    ("train", "--data.image_size 200000", "--data.image_size"),
+    ("test", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
+    ("test", "--ckpt {junk}", "junk.ckpt"),
+    ("test", "--ckpt {foreign}", "foreign.ckpt"),
+    ("test", "--ckpt {malicious}", "malicious.ckpt"),
+    ("test", "--data.batch_size 0", "batch_size"),
+    ("test", "--device cuda", "--device cuda"),
+    ("test", "--device tpu", "--device"),
+    ("test", "--data.root {empty_test}", "test"),
+    ("test", "--data.root {tmp}/nowhere", "/nowhere"),
+    ("test", "--output {a_file}", "a_file"),
+    ("test", "--output {report}", "already holds"),
+    ("test", "--output /proc/petseg-report", "/proc/petseg-report"),
+    ("test", "--no-such-option 1", "no-such-option"),
+    ("predict", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
+    ("predict", "--ckpt {malicious}", "malicious.ckpt"),
+    ("predict", "--ckpt {truncated}", "truncated.ckpt"),
+    ("predict", "--batch_size 0", "batch_size"),
+    ("predict", "--device cuda", "--device cuda"),
+    ("predict", "--threshold 1.5", "--threshold"),
+    ("predict", "{empty_folder}", "empty_folder"),
+    ("predict", "--output {a_file}", "a_file"),
+    ("predict", "--output /proc/petseg-out", "/proc/petseg-out"),
+    ("compare", "{tmp}/nowhere", "/nowhere"),
+    ("compare", "{empty_folder}", "empty_folder"),
+]
+BASE = {"train": TRAIN, "test": TEST, "predict": PREDICT, "compare": ""}
+
+
+def _snapshot(*folders: str) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for f in folders for p in Path(f).rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("command", "args", "named"), CASES)
+def test_bad_input_is_one_line_and_changes_nothing(command, args, named, files, trained, capsys):
+    argv = f"{BASE[command]} {args}".format(**files).split()
+    if command == "predict" and not args.startswith("--"):  # the input replaces the image
+        argv.remove(files["image"])
+    before = _snapshot(files["tmp"], str(trained[0]))
+    code = MAINS[command](argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"petseg-{command}: ")]
+    assert code == 2, err
+    assert len(lines) == 1 and "error: " in lines[0], err
+    assert "Traceback" not in err
+    assert named.format(**files) in lines[0], lines[0]
+    after = _snapshot(files["tmp"], str(trained[0]))
+    assert {p: b for p, b in after.items() if p in before} == before  # nothing earlier changed
+    assert not Path(files["marker"]).exists()
+
+
+def test_the_crafted_checkpoint_is_live(files, tmp_path):
+    """The payload does run when unpickled unsafely: the tests above would see it."""
+    marker = Path(files["marker"])
+    torch.load(files["malicious"], weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+
+
+@pytest.mark.parametrize("load", ["segmenter", "train_resume", "test", "predict"])
+def test_crafted_checkpoint_never_runs(load, files, tmp_path, capsys):
+    path = files["malicious"]
+    if load == "segmenter":
+        with pytest.raises(PetsegError, match=r"refusing to load .*malicious\.ckpt"):
+            Segmenter.load(path)
+    else:
+        argv = {
+            "train_resume": [*TRAIN.format(**files).split(), "--ckpt_path", path],
+            "test": ["--ckpt", path, "--data.root", files["root"]],
+            "predict": ["--ckpt", path, files["image"], "--output", str(tmp_path / "o")],
+        }[load]
+        main = {"train_resume": train_main, "test": petseg_test, "predict": predict_main}[load]
+        assert main(argv) == 2
+        assert "refusing to load" in capsys.readouterr().err
+    assert not Path(files["marker"]).exists()
+
+
+def test_compare_warns_about_a_corrupt_event_file_and_goes_on(files, trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained[0] / "logs" / "resnet34_unet" / "version_0", run)
+    junk = run / "events.out.tfevents.9999999999.host.1.0"
+    junk.write_bytes(os.urandom(200))
+    with pytest.warns(UserWarning, match=f"skipped {junk}"):
+        assert compare_main([str(run), "--output", str(tmp_path / "c.png")]) == 0
+    assert "| run |" in capsys.readouterr().out
