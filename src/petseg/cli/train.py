@@ -23,6 +23,7 @@ from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint
 from petseg.cli import run_command
 from petseg.cli.quiet import quiet_lightning
 from petseg.data import PetDataModule
+from petseg.data.download import ensure_data
 from petseg.errors import PetsegError
 from petseg.models import Arch
 from petseg.module import SegmentationModule
@@ -111,6 +112,9 @@ class TrainCLI(LightningCLI):
         cfg = self.config
         check_writable_dir(cfg.save_dir, "--save_dir")
         check_writable_dir(cfg.log_dir, "--log_dir")
+        if int(os.environ.get("RANK", 0)) == 0 and "LOCAL_RANK" not in os.environ:
+            # the data first (one process: the others start later, or run prepare_data)
+            ensure_data(cfg.data.root, allow_download=cfg.data.download)
         self.resume: Path | None = None
         if cfg.ckpt_path is not None:
             path = cfg.ckpt_path
