@@ -10,12 +10,12 @@ The public API, imported on first use so that ``import petseg`` stays quick:
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
 # albumentations asks PyPI for a newer release at import time; petseg runs offline too.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from petseg._lazy import lazy_attributes
 
 __version__ = "0.2.0"
 
@@ -30,7 +30,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'petseg' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)

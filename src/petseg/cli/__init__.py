@@ -19,7 +19,6 @@ from jsonargparse import ArgumentError, ArgumentParser
 
 from petseg.errors import PetsegError
 
-
 # How torch (CPU, CUDA) and OpenCV (albumentations' resizing) say that an allocation failed.
 _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "Insufficient memory")
 

@@ -6,8 +6,7 @@ Names are imported on first use, so that commands which never train (``petseg-pr
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from petseg._lazy import lazy_attributes
 
 _WHERE = {
     "PetDataModule": "petseg.data.datamodule",
@@ -20,7 +19,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'petseg.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
