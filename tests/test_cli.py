@@ -149,3 +149,11 @@ def test_help_lists_every_option(capsys):
         assert exit_info.value.code == 0
         text = capsys.readouterr().out
         assert all(option in text for option in options)
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_verbose_is_a_flag_so_verbose_false_is_a_one_line_error(command, capsys):
+    main, extra = (train_main, []) if command == "train" else (petseg_test, ["--ckpt", "x.ckpt"])
+    assert main([*extra, "--verbose", "false"]) == 2  # not a traceback: verbose stays off
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unrecognized arguments: false" in err

@@ -6,6 +6,7 @@ import torch
 
 from petseg.data import OxfordPetDataset, PetDataModule, read_image, split_names, trimap_to_mask
 from petseg.data import download as download_module
+from petseg.data.dataset import OFFICIAL_SPLIT_SIZES
 from petseg.data.transforms import eval_transform, train_transform
 from petseg.errors import PetsegError
 
@@ -17,7 +18,7 @@ def test_trimap_mapping_pet_and_border_are_foreground():
 
 def test_official_split_sizes(official_splits):
     sizes = {s: len(split_names(official_splits, s)) for s in ("train", "valid", "test")}
-    assert sizes == {"train": 3312, "valid": 368, "test": 3669}
+    assert sizes == OFFICIAL_SPLIT_SIZES == {"train": 3312, "valid": 368, "test": 3669}
 
 
 def test_split_rule_every_tenth_trainval_line_is_valid(official_splits):
@@ -119,3 +120,28 @@ def test_image_and_trimap_of_different_sizes_names_both(synthetic_root, tmp_path
     Image.new("L", (7, 5), 2).save(ds.mask_path(ds.names[0]))
     with pytest.raises(PetsegError, match=rf"{ds.names[0]}\.jpg is .* but its trimap"):
         ds[0]
+
+
+def test_file_check_reports_bad_files_in_split_order(synthetic_root, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_root, root)
+    ds = OxfordPetDataset(root, "train")
+    names = list(ds.names)
+    bad = [names[i] for i in (1, 5, 20, 30)]
+    for name in reversed(bad):  # written out of order; the check reads them in threads
+        Image.fromarray(np.full((4, 4), 7, np.uint8)).save(ds.mask_path(name))
+    with pytest.raises(PetsegError) as err:
+        ds.check_files(progress=False)
+    message = str(err.value)
+    assert message.startswith("4 bad train file(s): trimap ") and "and 1 more" in message
+    positions = [message.index(name + ".png") for name in bad[:3]]
+    assert positions == sorted(positions) and bad[3] not in message
+    skipping = OxfordPetDataset(root, "train", skip_missing=True)
+    with pytest.warns(UserWarning, match="skipping 4 unreadable train samples"):
+        problems = skipping.check_files(progress=False)
+    assert [p.split()[1] for p in problems] == [str(ds.mask_path(n)) for n in bad]
+    assert skipping.names == [n for n in names if n not in bad]

@@ -7,7 +7,8 @@ imports Lightning.
 
 Bad input is printed as one line, ``<prog>: error: <what> <what to do>``, with exit code 2:
 petseg's own ``PetsegError``, argument errors, file-system errors (naming the file) and running
-out of memory. ``--verbose`` shows the traceback instead.
+out of memory. ``--verbose``, a flag in every command, shows the traceback instead (argument
+errors stay one line).
 """
 
 from __future__ import annotations
@@ -38,14 +39,24 @@ def _one_line(err: BaseException) -> str | None:
     return None
 
 
+def verbose_requested(argv: list[str] | None) -> bool:
+    """Whether the flag ``--verbose`` is on the command line (read before parsing, so that it
+    also covers what parsing does)."""
+    return "--verbose" in (sys.argv[1:] if argv is None else argv)
+
+
 def run_command(prog: str, argv: list[str] | None, body: Callable[[list[str] | None], int]) -> int:
-    """Run ``body(argv)``, printing a user's mistake as one line with exit code 2."""
-    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv)
+    """Run ``body(argv)``, printing a user's mistake as one line with exit code 2.
+
+    Argument errors are always one line: ``--verbose false`` is one (``--verbose`` is a flag), and
+    a traceback would only show the parser.
+    """
+    verbose = verbose_requested(argv)
     try:
         return body(argv)
     except Exception as err:
         message = _one_line(err)
-        if verbose or message is None:
+        if message is None or (verbose and not isinstance(err, ArgumentError)):
             raise
         hint = f" (see {prog} --help)" if isinstance(err, ArgumentError) else ""
         print(f"{prog}: error: {message}{hint}", file=sys.stderr)

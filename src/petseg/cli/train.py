@@ -8,19 +8,17 @@ the best checkpoint is scored on the test split by the same code as ``petseg-tes
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import ActionYesNo
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint
-from petseg.cli import run_command
+from petseg.cli import run_command, verbose_requested
 from petseg.cli.quiet import quiet_lightning
 from petseg.data import PetDataModule
 from petseg.data.download import ensure_data
@@ -102,8 +100,7 @@ class TrainCLI(LightningCLI):
         )
         parser.add_argument(
             "--verbose",
-            action=ActionYesNo,
-            default=False,
+            action="store_true",
             help="Tracebacks on errors, and all of Lightning's messages.",
         )
 
@@ -182,7 +179,7 @@ def _check_resumable(ckpt: dict[str, Any], path: Path, cfg) -> None:
 
 
 def _train(argv: list[str] | None) -> int:
-    if "--verbose" not in (sys.argv[1:] if argv is None else argv):
+    if not verbose_requested(argv):
         quiet_lightning()
     cli = TrainCLI(
         SegmentationModule,

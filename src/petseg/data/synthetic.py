@@ -84,8 +84,7 @@ def make_synthetic_dataset(
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``petseg-synth ROOT``: write a synthetic dataset in the official layout."""
+def _synth(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="petseg-synth",
         description="Write a small synthetic dataset in the Oxford-IIIT Pet layout "
@@ -95,10 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainval", type=int, default=40, help="trainval images (default 40)")
     parser.add_argument("--test", type=int, default=20, help="test images (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     args = parser.parse_args(argv)
     root = make_synthetic_dataset(args.root, args.trainval, args.test, seed=args.seed)
     print(f"wrote {args.trainval + args.test} synthetic samples to {root}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``petseg-synth ROOT``: write a synthetic dataset in the official layout."""
+    from petseg.cli import run_command
+
+    return run_command("petseg-synth", argv, _synth)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""petseg-bench's parts that run without a GPU: the peer training run and the fast settings
+of the time-to-Dice run (the benchmark's own CPU run is in test_fast.py)."""
+
+import json
+import sys
+
+import pytest
+import yaml
+
+from petseg.bench import FAST_CONFIG
+from petseg.bench import main as bench_main
+from petseg.bench.peer import main as peer_main
+
+
+def test_peer_trains_and_writes_its_json(synthetic_root, tmp_path, capsys):
+    pytest.importorskip("segmentation_models_pytorch")
+    out = tmp_path / "peer.json"
+    argv = ["--root", str(synthetic_root), "--size", "32", "--epochs", "1", "--seed", "0",
+            "--output", str(out)]  # fmt: skip
+    assert peer_main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["seed"] == 0 and result["best_epoch"] == 0 and len(result["history"]) == 1
+    for key in ("best_val_dice", "test_dice", "test_dice_full_res"):
+        assert 0.0 <= result[key] <= 1.0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == {k: v for k, v in result.items() if k != "history"}
+
+
+def test_peer_without_smp_is_one_line(synthetic_root, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # import fails
+    assert bench_main(["peer", "--root", str(synthetic_root), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "petseg-bench peer: error: segmentation-models-pytorch is not installed; "
+        "pip install -e .[bench]"
+    )
+
+
+def test_time_to_dice_trains_with_configs_fast_yaml(synthetic_root, tmp_path):
+    from petseg.bench.time_to_dice import fast_setup, read_config
+
+    config = yaml.safe_load(FAST_CONFIG.read_text())
+    module, dm, trainer = fast_setup(read_config(FAST_CONFIG), str(synthetic_root), "unet", 2,
+                                     str(tmp_path))  # fmt: skip
+    assert {k: module.hparams[k] for k in config["model"]} == config["model"]
+    assert module.hparams.arch == "unet" and module.hparams.log_images == 0
+    data = {k: v for k, v in config["data"].items() if k not in ("root", "cache_dir")}
+    assert {k: dm.hparams[k] for k in data} == data
+    assert dm.root == str(synthetic_root) and dm.cache_dir == str(tmp_path)
+    kept = {k: v for k, v in config["trainer"].items() if k not in ("max_epochs", "precision")}
+    assert {k: trainer[k] for k in kept} == kept
+    assert trainer["max_epochs"] == 2 and trainer["logger"] is False
+    assert config["trainer"]["precision"] is None and trainer["precision"]  # petseg-train's pick
+
+
+def test_a_missing_config_is_named(tmp_path):
+    from petseg.bench.time_to_dice import read_config
+    from petseg.errors import PetsegError
+
+    with pytest.raises(PetsegError, match=f"config not found: {tmp_path / 'nope.yaml'}"):
+        read_config(tmp_path / "nope.yaml")
+
+
+def test_time_to_dice_runs_on_the_cpu_with_a_shrunk_fast_config(synthetic_root, tmp_path):
+    from petseg.bench.time_to_dice import read_config, time_to_dice
+
+    config = read_config(FAST_CONFIG)
+    config["model"] |= {"compile": False, "base_channels": 8}
+    config["data"] |= {"image_size": 32, "batch_size": 8}
+    config["trainer"] |= {"accelerator": "cpu"}
+    result = time_to_dice(str(synthetic_root), "resnet34_unet", 1, config, str(tmp_path), (0.0,))
+    assert result["epochs"] == 1 and result["train_images"] == 36
+    assert set(result["seconds_to_val_dice"]) == {"0.0"} and 0.0 <= result["test_dice"] <= 1.0
+    assert result["extrapolated_full_epoch_s (3312 images, an extrapolation)"] > 0
