@@ -89,12 +89,12 @@ def test_flip_tta_averages_the_mirror_image(trained, quirks_root):
 
 def test_commands_that_do_not_train_start_without_lightning():
     code = (
-        "import sys; from petseg.cli import predict_main, test_main, compare_main\n"
-        "for main in (predict_main, test_main, compare_main):\n"
+        "import sys; from petseg.cli import predict_main, test_main, compare_main, export_main\n"
+        "for main in (predict_main, test_main, compare_main, export_main):\n"
         "    try: main(['--help'])\n"
         "    except SystemExit: pass\n"
         "heavy = [m for m in ('lightning', 'tensorboard', 'matplotlib', 'albumentations',"
-        " 'torchmetrics') if m in sys.modules]\n"
+        " 'torchmetrics', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
