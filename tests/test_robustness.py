@@ -123,10 +123,19 @@ def _curves(log_dir: Path, arch: str = "resnet34_unet") -> dict:
     return epoch_curves(runs[-1])
 
 
-def test_same_seed_gives_identical_metrics(synthetic_root, tmp_path):
+def _data_path(cache: bool, tmp_path: Path) -> list[str]:
+    """The standard path, or the cached one with its files under tmp_path."""
+    if not cache:
+        return []
+    return ["--data.cache", "true", "--data.cache_dir", str(tmp_path / "cache")]
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["standard", "cached"])
+def test_same_seed_gives_identical_metrics(synthetic_root, tmp_path, cache):
     for name in ("a", "b"):
         argv = train_args(synthetic_root, tmp_path / name, "--trainer.max_epochs", "2",
-                          "--data.augment", "strong", "--seed_everything", "7")  # fmt: skip
+                          "--data.augment", "strong", "--seed_everything", "7",
+                          *_data_path(cache, tmp_path))  # fmt: skip
         assert train_main(argv) == 0
     a, b = _curves(tmp_path / "a" / "logs"), _curves(tmp_path / "b" / "logs")
     for tag in ("train/loss", "train/dice", "val/loss", "val/dice"):
@@ -138,9 +147,11 @@ def _checkpoint_epoch(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_path):
+@pytest.mark.parametrize("cache", [False, True], ids=["standard", "cached"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_path, cache):
     epochs = "8"
-    argv = train_args(synthetic_root, tmp_path / "killed", "--trainer.max_epochs", epochs)
+    data = _data_path(cache, tmp_path)
+    argv = train_args(synthetic_root, tmp_path / "killed", "--trainer.max_epochs", epochs, *data)
     proc = subprocess.Popen([BIN / "petseg-train", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     last = tmp_path / "killed" / RUN / "last.ckpt"
@@ -159,12 +170,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_p
     assert max(killed_at) < int(epochs) - 1
 
     resumed = train_args(synthetic_root, tmp_path / "killed", "--trainer.max_epochs", epochs,
-                         "--ckpt_path", "last")  # fmt: skip
+                         "--ckpt_path", "last", *data)  # fmt: skip
     assert train_main(resumed) == 0
-    assert (
-        train_main(train_args(synthetic_root, tmp_path / "whole", "--trainer.max_epochs", epochs))
-        == 0
-    )
+    whole = train_args(synthetic_root, tmp_path / "whole", "--trainer.max_epochs", epochs, *data)
+    assert train_main(whole) == 0
     after, whole = _curves(tmp_path / "killed" / "logs"), _curves(tmp_path / "whole" / "logs")
     for tag in ("train/loss", "val/loss", "val/dice", "test/dice"):
         assert after[tag][-1][0] == whole[tag][-1][0], tag  # same epoch

@@ -1,14 +1,18 @@
 """The fast data path: each split decoded once at ``image_size`` into uint8 tensors, cached on disk.
 
 The cache file is keyed on the image size and on every listed file's name, size and modification
-time, so it is rebuilt when the data or the size changes and reused otherwise. Images are resized
-exactly as the standard path resizes them (the same albumentations ``Resize``); normalisation and
-augmentation then run batched on the training device (``petseg.data.gpu_augment``).
+time, so it is rebuilt when the data or the size changes and reused otherwise; a truncated or
+foreign file is reported and rebuilt. Images are resized exactly as the standard path resizes
+them (the same albumentations ``Resize``); normalisation and augmentation then run batched on the
+training device (``petseg.data.gpu_augment``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+import warnings
 from pathlib import Path
 
 import albumentations as A
@@ -45,11 +49,73 @@ def decode_split(dataset: OxfordPetDataset, image_size: int, progress: bool = Tr
     return {"images": images, "masks": masks, "names": list(dataset.names)}
 
 
+def cache_path(dataset: OxfordPetDataset, image_size: int, cache_dir: str | Path) -> Path:
+    """The cache file of ``dataset`` at ``image_size``: ``<split>-<size>px-<key>.pt``."""
+    key = cache_key(dataset, image_size)
+    return Path(cache_dir) / f"{dataset.split}-{image_size}px-{key}.pt"
+
+
+def _problem(data, dataset: OxfordPetDataset, size: int) -> str | None:
+    """What makes ``data`` (a loaded file) not this split's cache, or ``None``."""
+    names = data.get("names") if isinstance(data, dict) else None
+    # the listed names, less any that skip_missing dropped as unreadable when it was built
+    if not isinstance(names, list) or not set(names) <= set(dataset.names):
+        return f"it does not list {dataset.split} images of {dataset.root}"
+    n = len(names)
+    for key, shape in (("images", (n, 3, size, size)), ("masks", (n, size, size))):
+        value = data.get(key)
+        if not (isinstance(value, torch.Tensor) and value.dtype == torch.uint8):
+            return f"its {key} are not a uint8 tensor"
+        if tuple(value.shape) != shape:
+            return f"its {key} are {tuple(value.shape)}, not {shape}"
+    return None
+
+
+def _read(path: Path, dataset: OxfordPetDataset, image_size: int) -> dict | None:
+    """The cache file's contents, ``None`` when there is none; a truncated or foreign file is
+    reported with a warning that names it and read as none (so that it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        problem = _problem(data, dataset, image_size)
+    except Exception as err:  # a truncated or non-PyTorch file raises one of many types
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if problem is None:
+        return data
+    warnings.warn(f"cache file {path} is not a usable petseg cache ({problem}); rebuilding it",
+                  stacklevel=3)  # fmt: skip
+    return None
+
+
+def build_cache(dataset: OxfordPetDataset, image_size: int, cache_dir: str | Path) -> dict:
+    """Load the split's cache file, or check the files, decode them and write it.
+
+    Safe for several processes at once (DDP ranks, two runs): each writes its own temporary file
+    and renames it into place atomically, so a reader only ever sees a whole file.
+    """
+    path = cache_path(dataset, image_size, cache_dir)
+    data = _read(path, dataset, image_size)
+    if data is not None:
+        return data
+    dataset.check_files(progress=len(dataset) > 1000)  # the key stays that of the listed files
+    data = decode_split(dataset, image_size, progress=len(dataset) > 1000)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(data, tmp)
+        tmp.replace(path)  # atomic: a killed run never leaves half a cache
+    finally:
+        tmp.unlink(missing_ok=True)
+    return data
+
+
 class CachedSplit(Dataset):
     """A decoded split held as two tensors (on the CPU or the GPU), fetched a batch at a time.
 
-    Keys are indices or ``(seed, index)`` pairs from ``SeededSampler`` (the seed is unused: the
-    batched augmentation draws its own randomness).
+    Keys are indices, or ``(seed, index)`` pairs from ``SeededSampler``: a batch of pairs also
+    carries one seed drawn from its items' seeds, for the batched augmentation
+    (``petseg.data.gpu_augment``), so that it too follows (seed, epoch) alone.
     """
 
     def __init__(self, images: torch.Tensor, masks: torch.Tensor, names: list[str]) -> None:
@@ -59,18 +125,8 @@ class CachedSplit(Dataset):
     def load_or_build(
         cls, dataset: OxfordPetDataset, image_size: int, cache_dir: str | Path
     ) -> CachedSplit:
-        """Load the split's cache file, or check the files, decode them and write it."""
-        key = cache_key(dataset, image_size)
-        path = Path(cache_dir) / f"{dataset.split}-{image_size}px-{key}.pt"
-        if path.is_file():
-            data = torch.load(path, weights_only=True)
-        else:
-            dataset.check_files(progress=len(dataset) > 1000)
-            data = decode_split(dataset, image_size, progress=len(dataset) > 1000)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(data, tmp)
-            tmp.replace(path)  # atomic: a killed run never leaves half a cache
+        """The split from its cache file, built first when there is none (``build_cache``)."""
+        data = build_cache(dataset, image_size, cache_dir)
         return cls(data["images"], data["masks"], data["names"])
 
     def to(self, device: torch.device | str) -> CachedSplit:
@@ -88,9 +144,14 @@ class CachedSplit(Dataset):
         i = self._index(key)
         return self.images[i], self.masks[i]
 
-    def __getitems__(self, keys: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, keys: list) -> tuple:
+        """``(images, masks)``, and for ``(seed, index)`` keys a third item: the batch's seed."""
         index = torch.tensor([self._index(k) for k in keys], device=self.images.device)
-        return self.images[index], self.masks[index]
+        batch = self.images[index], self.masks[index]
+        if keys and isinstance(keys[0], tuple):
+            seeds = [seed for seed, _ in keys]
+            return (*batch, int(np.random.SeedSequence(seeds).generate_state(1)[0]))
+        return batch
 
 
 def as_batch(batch):

@@ -6,13 +6,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from petseg.data import gpu_augment
-from petseg.data.cache import CachedSplit, as_batch
+from petseg.data.cache import CachedSplit, as_batch, build_cache
 from petseg.data.dataset import OxfordPetDataset
 from petseg.data.defaults import DEFAULT_ROOT, default_workers
 from petseg.data.download import ensure_data
 from petseg.data.sampler import SeededSampler
-from petseg.data.transforms import Augment, eval_transform, train_transform
+from petseg.data.transforms import Augment, check_augment, eval_transform, train_transform
 from petseg.errors import PetsegError
 
 
@@ -30,8 +29,9 @@ class PetDataModule(L.LightningDataModule):
         skip_missing: Train without split entries whose files are missing or broken (with a
             warning) instead of stopping with the list of them.
         cache: The fast path: decode each split once at ``image_size`` into uint8 tensors kept
-            in ``cache_dir`` (rebuilt when the files or the size change), hold them on the GPU
-            when training on one, and augment and normalise whole batches there.
+            in ``cache_dir`` (built by ``prepare_data``, in one process; rebuilt when the files
+            or the size change), hold them on the GPU when training on one, and augment (the
+            same presets) and normalise whole batches there.
         cache_dir: Where the cache files go.
     """
 
@@ -52,6 +52,7 @@ class PetDataModule(L.LightningDataModule):
             raise PetsegError(f"--data.image_size {image_size} is too small; use at least 32")
         if batch_size < 1:
             raise PetsegError(f"--data.batch_size {batch_size} must be at least 1")
+        check_augment(augment)
         self.save_hyperparameters()
         self.root = root
         self.image_size = image_size
@@ -63,14 +64,29 @@ class PetDataModule(L.LightningDataModule):
         self.cache = cache
         self.cache_dir = cache_dir
         self.datasets: dict[str, OxfordPetDataset | CachedSplit] = {}
+        self._prepared: dict[str, dict] = {}  # caches prepare_data built or read, for setup
+
+    @staticmethod
+    def _splits(stage: str | None) -> tuple[str, ...]:
+        stages = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",)}
+        return stages.get(stage, ("train", "valid", "test"))
 
     def prepare_data(self) -> None:
+        """Download the data if asked to and, on the cached path, build the stage's cache files.
+
+        Lightning runs this in one process per node before any ``setup``, so DDP ranks only load.
+        """
         ensure_data(self.root, allow_download=self.download)
+        if self.cache:
+            trainer = getattr(self, "trainer", None)
+            stage = trainer.state.fn.value if trainer is not None and trainer.state.fn else None
+            for split in [s for s in self._splits(stage) if s not in self.datasets]:
+                dataset = OxfordPetDataset(self.root, split, skip_missing=self.skip_missing)
+                self._prepared[split] = build_cache(dataset, self.image_size, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         ensure_data(self.root, allow_download=False)
-        stages = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",)}
-        for split in stages.get(stage, ("train", "valid", "test")):
+        for split in self._splits(stage):
             if split not in self.datasets:
                 transform = (
                     train_transform(self.image_size, self.augment)
@@ -78,8 +94,11 @@ class PetDataModule(L.LightningDataModule):
                     else eval_transform(self.image_size)
                 )
                 dataset = OxfordPetDataset(self.root, split, transform, self.skip_missing)
-                if self.cache:
-                    cached = CachedSplit.load_or_build(dataset, self.image_size, self.cache_dir)
+                if self.cache:  # what prepare_data read here, or the file it wrote elsewhere
+                    data = self._prepared.pop(split, None) or build_cache(
+                        dataset, self.image_size, self.cache_dir
+                    )
+                    cached = CachedSplit(data["images"], data["masks"], data["names"])
                     self.datasets[split] = cached.to(self._device())
                 else:
                     dataset.check_files(progress=len(dataset) > 1000)
@@ -107,12 +126,18 @@ class PetDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Cached path only: augment (training) and normalise uint8 batches on the device."""
+        """Cached path only: augment (training) and normalise uint8 batches on the device.
+
+        Training batches carry a seed drawn from their items' (seed, epoch) seeds
+        (``CachedSplit``): the augmentation is drawn from it alone.
+        """
         if not self.cache:
             return batch
-        images, masks = batch
-        if self.trainer is not None and self.trainer.training and self.augment != "none":
-            images, masks = gpu_augment.augment(images, masks, self.augment)
+        from petseg.data import gpu_augment  # imports kornia: only on the cached path
+
+        images, masks, *seed = batch
+        if self.trainer is not None and self.trainer.training:
+            images, masks = gpu_augment.augment(images, masks, self.augment, *seed)
         return gpu_augment.normalize(images), masks
 
     def train_dataloader(self) -> DataLoader:

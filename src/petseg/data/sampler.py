@@ -11,10 +11,12 @@ from torch.utils.data import Sampler
 class SeededSampler(Sampler[tuple[int, int]]):
     """Shuffles indices by ``(seed, epoch)`` and gives each one a seed for its augmentation.
 
-    It yields ``(item_seed, index)`` pairs that ``OxfordPetDataset`` understands. The order and
+    It yields ``(item_seed, index)`` pairs: ``OxfordPetDataset`` seeds each item's augmentation
+    with its seed, ``CachedSplit`` draws each batch's seed from its items' seeds. The order and
     every augmentation of an epoch are then fixed by the seed and the epoch alone, whatever the
-    number of loader workers, so a run resumed from a checkpoint sees exactly the batches an
-    uninterrupted run would have seen. Lightning calls ``set_epoch`` before every epoch.
+    number of loader workers and on both data paths, so a run resumed from a checkpoint sees
+    exactly the batches an uninterrupted run would have seen. Lightning calls ``set_epoch``
+    before every epoch.
 
     Args:
         num_items: Length of the dataset.
