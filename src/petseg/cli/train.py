@@ -109,16 +109,16 @@ class TrainCLI(LightningCLI):
         cfg = self.config
         check_writable_dir(cfg.save_dir, "--save_dir")
         check_writable_dir(cfg.log_dir, "--log_dir")
-        if int(os.environ.get("RANK", 0)) == 0 and "LOCAL_RANK" not in os.environ:
-            # the data first (one process: the others start later, or run prepare_data)
-            ensure_data(cfg.data.root, allow_download=cfg.data.download)
         self.resume: Path | None = None
-        if cfg.ckpt_path is not None:
+        if cfg.ckpt_path is not None:  # before the data: a wrong path must not wait on a download
             path = cfg.ckpt_path
             self.resume = Path(
                 newest_checkpoint(cfg.save_dir, cfg.arch) if path == "last" else path
             )
             _check_resumable(load_checkpoint(self.resume), self.resume, cfg)
+        if int(os.environ.get("RANK", 0)) == 0 and "LOCAL_RANK" not in os.environ:
+            # the data (one process: the others start later, or run prepare_data)
+            ensure_data(cfg.data.root, allow_download=cfg.data.download)
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         cfg, trainer_cfg = self.config, self.config_init.trainer
