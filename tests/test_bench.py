@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+import torch
 import yaml
 
 from petseg.bench import FAST_CONFIG
@@ -72,3 +73,34 @@ def test_time_to_dice_runs_on_the_cpu_with_a_shrunk_fast_config(synthetic_root, 
     assert result["epochs"] == 1 and result["train_images"] == 36
     assert set(result["seconds_to_val_dice"]) == {"0.0"} and 0.0 <= result["test_dice"] <= 1.0
     assert result["extrapolated_full_epoch_s (3312 images, an extrapolation)"] > 0
+
+
+def test_bf16_training_step_runs_channels_last_under_autocast():
+    from petseg.bench.throughput import train_step_bench
+    from petseg.models import build_model
+
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        model = build_model("unet", base_channels=8)
+        first_conv = model.inc.block[0]
+        seen: list[torch.dtype] = []
+        first_conv.register_forward_hook(lambda m, args, out, seen=seen: seen.append(out.dtype))
+        stats = train_step_bench(model, torch.device("cpu"), 2, 32, 1, bf16=bf16)
+        assert stats["images_per_s"] > 0 and set(seen) == {dtype}
+        assert first_conv.weight.is_contiguous(memory_format=torch.channels_last) == bf16
+
+
+def test_curves_plot_petseg_and_peer_runs_against_seconds(trained, tmp_path, capsys):
+    from petseg.bench.curves import main as curves_main
+    from petseg.bench.curves import petseg_curve
+
+    run = trained[0] / "logs" / "resnet34_unet" / "version_0"
+    curve = petseg_curve(run)
+    assert len(curve) == 2 and all(t >= 0 and 0 <= d <= 1 for t, d in curve)
+    assert curve[0][0] < curve[1][0]  # seconds grow with the epochs
+    peer = tmp_path / "peer.json"
+    peer.write_text(json.dumps({"history": [[10.0, 0.5], [20.0, 0.7]]}))
+    out = tmp_path / "curves.png"
+    argv = ["--run", str(run), "--peer", str(peer), "--output", str(out)]
+    assert curves_main(argv) == 0 and out.read_bytes().startswith(b"\x89PNG")
+    assert curves_main(argv) == 2  # never replaced
+    assert "already exists" in capsys.readouterr().err

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> dict:
 
     device = select_device(args.device)
     on_gpu = device.type == "cuda"
+    bf16 = on_gpu if args.precision == "auto" else args.precision == "bf16"
     timed_dice = on_gpu and args.root and args.time_to_dice_epochs
     if timed_dice:  # read before minutes of timing, so that a missing file fails at once
         from petseg.bench.time_to_dice import read_config, time_to_dice
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> dict:
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "image_size": args.image_size,
         "batch_size": batch,
-        "precision": "bf16 autocast, channels_last" if on_gpu else "fp32",
+        "precision": "bf16 autocast, channels_last" if bf16 else "fp32",
     }
     result["matmul"] = matmul_flops(device)
     models = {arch: build_model(arch) for arch in ARCHS}
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> dict:
     result["train"] = {}
     for name, model in models.items():
         print(f"timing training steps of {name} ...", file=sys.stderr)
-        stats = train_step_bench(model, device, batch, args.image_size, args.steps)
+        stats = train_step_bench(model, device, batch, args.image_size, args.steps, bf16)
         stats["fraction_of_matmul"] = stats["flops_per_s"] / result["matmul"]["flops"]
         result["train"][name] = stats
     if "smp_unet_resnet34" in models:
@@ -106,6 +107,13 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--image_size", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=None, help="default: 8 CPU, 64 GPU")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="training steps in float32, or channels-last under bf16 autocast (auto: bf16 on a "
+        "GPU, fp32 on the CPU; bf16 on a CPU is fast where it has AMX or AVX-512 bf16 units)",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed repeats (median taken)")
     parser.add_argument("--root", default=None, help="real data for the data and Dice parts")
     parser.add_argument("--data_batches", type=int, default=10)

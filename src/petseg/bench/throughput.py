@@ -7,27 +7,38 @@ import torch
 
 from petseg.bench.flops import count_flops
 from petseg.bench.timing import median_time
-from petseg.inference import autocast, predict_logits
+from petseg.inference import predict_logits
 from petseg.losses import SegmentationLoss
 
 
 def train_step_bench(
-    model: torch.nn.Module, device: torch.device, batch: int, size: int, steps: int
+    model: torch.nn.Module,
+    device: torch.device,
+    batch: int,
+    size: int,
+    steps: int,
+    bf16: bool | None = None,
 ) -> dict:
-    """Images/s of forward + backward + AdamW step, FLOPs per step and peak GPU memory."""
+    """Images/s of forward + backward + AdamW step, FLOPs per step and peak GPU memory.
+
+    With ``bf16`` (the default on a GPU) the step runs channels-last under bf16 autocast, as
+    ``petseg-train`` runs it with ``--trainer.precision bf16-mixed --model.channels_last true``;
+    otherwise in float32.
+    """
+    bf16 = device.type == "cuda" if bf16 is None else bf16
     model = model.to(device).train()
-    if device.type == "cuda":
+    if bf16:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     criterion = SegmentationLoss("bce_dice")
     images = torch.randn(batch, 3, size, size, device=device)  # (N, 3, S, S)
-    if device.type == "cuda":
+    if bf16:
         images = images.contiguous(memory_format=torch.channels_last)
     masks = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()  # (N, 1, S, S)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = criterion(model(images), masks)
         loss.backward()
         optimizer.step()
