@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -87,19 +88,35 @@ def test_flip_tta_averages_the_mirror_image(trained, quirks_root):
     assert not np.allclose(tta.predict_proba(array), plain.predict_proba(array))
 
 
-def test_commands_that_do_not_train_start_without_lightning():
+def _imported_by_help(mains: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after each main's ``--help``."""
     code = (
-        "import sys; from petseg.cli import predict_main, test_main, compare_main, export_main\n"
-        "for main in (predict_main, test_main, compare_main, export_main):\n"
+        "import sys\n"
+        "from petseg.cli import compare_main, export_main, predict_main, test_main, train_main\n"
+        "from petseg.data.synthetic import main as synth_main\n"
+        f"for main in ({mains},):\n"
         "    try: main(['--help'])\n"
         "    except SystemExit: pass\n"
-        "heavy = [m for m in ('lightning', 'tensorboard', 'matplotlib', 'albumentations',"
-        " 'torchmetrics', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules]\n"
-        "print(heavy)\n"
+        f"print([m for m in {modules!r} if m in sys.modules])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+EXPORT_MODULES = ("onnx", "onnxruntime", "onnxscript")
+
+
+def test_commands_that_do_not_train_start_without_lightning_or_torch():
+    mains = "predict_main, test_main, compare_main, export_main, synth_main"
+    heavy = ("torch", "lightning", "tensorboard", "matplotlib", "albumentations", "kornia",
+             "torchmetrics", *EXPORT_MODULES)  # fmt: skip
+    assert _imported_by_help(mains, heavy) == []
+
+
+def test_train_help_needs_lightning_but_not_tensorboard_or_export_modules():
+    heavy = ("tensorboard", "kornia", *EXPORT_MODULES)  # Lightning brings matplotlib itself
+    assert _imported_by_help("train_main", heavy) == []
 
 
 def test_resnet_stem_keeps_its_max_pool_like_torchvision():

@@ -1,8 +1,10 @@
+import shutil
 from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from petseg.data import OxfordPetDataset, PetDataModule, read_image, split_names, trimap_to_mask
 from petseg.data import download as download_module
@@ -145,3 +147,32 @@ def test_file_check_reports_bad_files_in_split_order(synthetic_root, tmp_path):
         problems = skipping.check_files(progress=False)
     assert [p.split()[1] for p in problems] == [str(ds.mask_path(n)) for n in bad]
     assert skipping.names == [n for n in names if n not in bad]
+
+
+def test_a_byte_order_mark_in_a_split_file_is_dropped(synthetic_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    trainval = root / "annotations" / "trainval.txt"
+    trainval.write_bytes(b"\xef\xbb\xbf" + trainval.read_bytes())  # as some editors save it
+    assert split_names(root, "valid") == split_names(synthetic_root, "valid")
+
+
+def test_a_split_left_without_images_is_an_error_not_an_empty_run(synthetic_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    for image in (root / "images").iterdir():
+        image.unlink()
+    warned = pytest.warns(UserWarning, match="skipping 20 test entries")
+    with warned, pytest.raises(PetsegError, match=r"test split under .* has no images: all 20"):
+        OxfordPetDataset(root, "test", skip_missing=True)
+
+
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    levels = np.array([[0, 257, 32896, 65535]], np.uint16)  # black, 1/255, mid grey, white
+    Image.fromarray(levels).save(tmp_path / "grey16.png")
+    with Image.open(tmp_path / "grey16.png") as img:
+        assert img.mode == "I;16"
+    rgb = read_image(tmp_path / "grey16.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 4, 3)
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 1, 128, 255]])
+    assert (rgb == rgb[..., :1]).all()

@@ -12,12 +12,14 @@ import torch
 import yaml
 
 from conftest import RUN
-from petseg.cli import compare_main, predict_main, train_main
+from petseg.cli import compare_main, export_main, predict_main, train_main
 from petseg.cli import test_main as petseg_test
+from petseg.data.synthetic import main as synth_main
 from petseg.errors import PetsegError
 from petseg.segmenter import Segmenter
 
-MAINS = {"train": train_main, "test": petseg_test, "predict": predict_main, "compare": compare_main}
+MAINS = {"train": train_main, "test": petseg_test, "predict": predict_main, "compare": compare_main,
+         "export": export_main, "synth": synth_main}  # fmt: skip
 
 
 class Payload:
@@ -32,7 +34,8 @@ class Payload:
 
 NAMED = {"junk": "junk.ckpt", "truncated": "truncated.ckpt", "foreign": "foreign.ckpt",
          "malicious": "malicious.ckpt", "bad_yaml": "bad.yaml", "image": "image.png",
-         "a_file": "a_file", "empty_folder": "empty_folder", "report": "report"}  # fmt: skip
+         "a_file": "a_file", "empty_folder": "empty_folder", "report": "report",
+         "exported": "earlier.onnx"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +53,16 @@ def files(trained, synthetic_root, tmp_path_factory) -> dict[str, str]:
     (tmp / "empty_folder").mkdir()
     (tmp / "report").mkdir()
     (tmp / "report" / "metrics.json").write_text("{}")
+    (tmp / "earlier.onnx").write_bytes(b"an earlier export")
     (tmp / "bad.yaml").write_text(yaml.safe_dump({"model": {"no_such_option": 1}}))
     empty_test = tmp / "empty_test"
     shutil.copytree(synthetic_root, empty_test)
     (empty_test / "annotations" / "test.txt").write_text("\n")
+    roots = {"empty_test": empty_test}
+    for name, trainval in [("one_line", b"Synthetic_1 1 1 1\n"), ("stray_bytes", b"\xff\xfe\n")]:
+        roots[name] = tmp / name
+        shutil.copytree(synthetic_root, roots[name])
+        (roots[name] / "annotations" / "trainval.txt").write_bytes(trainval)
     (tmp / "image.png").write_bytes(
         (synthetic_root / "images").glob("*.jpg").__next__().read_bytes()
     )
@@ -64,7 +73,7 @@ def files(trained, synthetic_root, tmp_path_factory) -> dict[str, str]:
     torch.save(ckpt, wide)
     return {
         "tmp": str(tmp), "root": str(synthetic_root), "ckpt": str(real),
-        "marker": str(marker), "empty_test": str(empty_test), "wide": str(wide),
+        "marker": str(marker), "wide": str(wide), **{k: str(v) for k, v in roots.items()},
         **{key: str(tmp / name) for key, name in NAMED.items()},
     }  # fmt: skip
 
@@ -74,6 +83,7 @@ TRAIN = ("--data.root {root} --data.image_size 32 --data.batch_size 4 --data.num
          "--save_dir {tmp}/sm --log_dir {tmp}/logs")  # fmt: skip
 TEST = "--ckpt {ckpt} --data.root {root} --data.num_workers 0 --device cpu"
 PREDICT = "--ckpt {ckpt} {image} --device cpu --output {tmp}/out"
+EXPORT = "--ckpt {ckpt} --output {tmp}/exported.pt2"
 
 # (command, arguments, what the one line must name)
 CASES = [
@@ -100,19 +110,21 @@ CASES = [
     ("train", "--config {tmp}/missing.yaml", "missing.yaml"),
     ("train", "--config {bad_yaml}", "no_such_option"),
     ("train", "--ckpt_path {tmp}/missing.ckpt", "missing.ckpt"),
-    ("train", "--ckpt_path {junk}", "junk.ckpt"),
+    ("train", "--ckpt_path {junk}", "cannot read checkpoint {junk}"),
     ("train", "--ckpt_path {truncated}", "truncated.ckpt"),
-    ("train", "--ckpt_path {foreign}", "foreign.ckpt"),
-    ("train", "--ckpt_path {malicious}", "malicious.ckpt"),
+    ("train", "--ckpt_path {foreign}", "{foreign} is not a petseg checkpoint"),
+    ("train", "--ckpt_path {malicious}", "refusing to load {malicious}"),
     ("train", "--ckpt_path last", "--ckpt_path last"),
     ("train", "--arch unet --ckpt_path {ckpt}", "--arch"),
     ("train", "--ckpt_path {wide}", "--model.base_channels"),
     ("train", "--model.bilinear true --ckpt_path {ckpt}", "--model.bilinear"),
     ("train", "--data.image_size 200000", "--data.image_size"),
+    ("train", "--data.root {one_line}", "the train split under {one_line} has no images"),
+    ("train", "--data.root {stray_bytes}", "{stray_bytes}/annotations/trainval.txt is not UTF-8"),
     ("test", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
-    ("test", "--ckpt {junk}", "junk.ckpt"),
-    ("test", "--ckpt {foreign}", "foreign.ckpt"),
-    ("test", "--ckpt {malicious}", "malicious.ckpt"),
+    ("test", "--ckpt {junk}", "cannot read checkpoint {junk}"),
+    ("test", "--ckpt {foreign}", "{foreign} is not a petseg checkpoint"),
+    ("test", "--ckpt {malicious}", "refusing to load {malicious}"),
     ("test", "--data.batch_size 0", "batch_size"),
     ("test", "--device cuda", "--device cuda"),
     ("test", "--device tpu", "--device"),
@@ -123,7 +135,7 @@ CASES = [
     ("test", "--output /proc/petseg-report", "/proc/petseg-report"),
     ("test", "--no-such-option 1", "no-such-option"),
     ("predict", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
-    ("predict", "--ckpt {malicious}", "malicious.ckpt"),
+    ("predict", "--ckpt {malicious}", "refusing to load {malicious}"),
     ("predict", "--ckpt {truncated}", "truncated.ckpt"),
     ("predict", "--batch_size 0", "batch_size"),
     ("predict", "--device cuda", "--device cuda"),
@@ -133,8 +145,27 @@ CASES = [
     ("predict", "--output /proc/petseg-out", "/proc/petseg-out"),
     ("compare", "{tmp}/nowhere", "/nowhere"),
     ("compare", "{empty_folder}", "empty_folder"),
+    ("export", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
+    ("export", "--ckpt {junk}", "cannot read checkpoint {junk}"),
+    ("export", "--ckpt {truncated}", "truncated.ckpt"),
+    ("export", "--ckpt {foreign}", "{foreign} is not a petseg checkpoint"),
+    ("export", "--ckpt {malicious}", "refusing to load {malicious}"),
+    ("export", "--output {exported}", "already exists"),
+    ("export", "--output {tmp}/model.zip", "'.zip'"),
+    ("export", "--output {tmp}/model", "a name without a suffix"),
+    ("export", "--output {empty_folder}", "empty_folder"),
+    ("export", "--output /proc/petseg-model.pt2", "--output /proc"),
+    ("export", "--images {tmp}/nowhere.jpg", "nowhere.jpg"),
+    ("export", "--images {junk}", "junk.ckpt"),
+    ("export", "--images {empty_folder}", "empty_folder"),
+    ("synth", "{empty_test}", "{empty_test} already holds a dataset"),
+    ("synth", "{a_file}", "a_file"),
+    ("synth", "{tmp}/synth --trainval many", "trainval"),
+    ("synth", "{tmp}/synth --test 0", "test"),
+    ("synth", "--seed 1", "root"),
 ]
-BASE = {"train": TRAIN, "test": TEST, "predict": PREDICT, "compare": ""}
+BASE = {"train": TRAIN, "test": TEST, "predict": PREDICT, "compare": "", "export": EXPORT,
+        "synth": ""}  # fmt: skip
 
 
 def _snapshot(*folders: str) -> dict[Path, bytes]:
@@ -156,6 +187,8 @@ def test_bad_input_is_one_line_and_changes_nothing(command, args, named, files, 
     assert named.format(**files) in lines[0], lines[0]
     after = _snapshot(files["tmp"], str(trained[0]))
     assert {p: b for p, b in after.items() if p in before} == before  # nothing earlier changed
+    if command in ("export", "synth"):
+        assert after.keys() == before.keys()  # nor a file nor a partial one written
     assert not Path(files["marker"]).exists()
 
 
@@ -167,7 +200,7 @@ def test_the_crafted_checkpoint_is_live(files, tmp_path):
     marker.unlink()
 
 
-@pytest.mark.parametrize("load", ["segmenter", "train_resume", "test", "predict"])
+@pytest.mark.parametrize("load", ["segmenter", "train_resume", "test", "predict", "export"])
 def test_crafted_checkpoint_never_runs(load, files, tmp_path, capsys):
     path = files["malicious"]
     if load == "segmenter":
@@ -178,8 +211,10 @@ def test_crafted_checkpoint_never_runs(load, files, tmp_path, capsys):
             "train_resume": [*TRAIN.format(**files).split(), "--ckpt_path", path],
             "test": ["--ckpt", path, "--data.root", files["root"]],
             "predict": ["--ckpt", path, files["image"], "--output", str(tmp_path / "o")],
+            "export": ["--ckpt", path, "--output", str(tmp_path / "model.pt2")],
         }[load]
-        main = {"train_resume": train_main, "test": petseg_test, "predict": predict_main}[load]
+        main = {"train_resume": train_main, "test": petseg_test, "predict": predict_main,
+                "export": export_main}[load]  # fmt: skip
         assert main(argv) == 2
         assert "refusing to load" in capsys.readouterr().err
     assert not Path(files["marker"]).exists()

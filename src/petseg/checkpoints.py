@@ -16,6 +16,7 @@ This module imports neither Lightning nor albumentations: loading a model stays 
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ from petseg.models import build_model
 WEIGHTS_FORMAT = "petseg-weights"
 WEIGHTS_VERSION = 1
 MODEL_OPTIONS = ("base_channels", "bilinear")  # the hyperparameters that shape the network
+# How torch's weights-only unpickler says the bytes are no pickle it can parse (junk, a text
+# file), as opposed to naming a Python object it refuses to build.
+_NOT_A_PICKLE = re.compile(r"Unsupported operand \d+|String is too long")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ def read_file(path: str | Path) -> Any:
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
             raise PetsegError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
+        unparsed = _NOT_A_PICKLE.search(str(err))
+        if unparsed:  # bytes the safe unpickler cannot parse: not an object it refused
+            raise PetsegError(
+                f"cannot read checkpoint {path}: not a PyTorch file ({unparsed[0]})"
+            ) from None
         raise PetsegError(
             f"refusing to load {path}: it holds Python objects besides tensors and plain values, "
             "which could run code when loaded; petseg's own .ckpt and .pth files never do, so "

@@ -63,11 +63,13 @@ class ExportResult:
 
 def export_format(output: str | Path) -> str:
     """The format an output name asks for, by its suffix, or a one-line error."""
-    fmt = FORMATS.get(Path(output).suffix.lower())
+    suffix = Path(output).suffix
+    fmt = FORMATS.get(suffix.lower())
     if fmt is None:
         raise PetsegError(
-            f"--output {output}: cannot tell the format from {Path(output).suffix or 'no suffix'!r}"
-            "; end the name in .onnx (ONNX), .pt or .ts (TorchScript) or .pt2 (torch.export)"
+            f"--output {output}: cannot tell the format from "
+            f"{repr(suffix) if suffix else 'a name without a suffix'}; end the name in .onnx "
+            "(ONNX), .pt or .ts (TorchScript) or .pt2 (torch.export)"
         )
     return fmt
 

@@ -45,18 +45,26 @@ def verbose_requested(argv: list[str] | None) -> bool:
     return "--verbose" in (sys.argv[1:] if argv is None else argv)
 
 
-def run_command(prog: str, argv: list[str] | None, body: Callable[[list[str] | None], int]) -> int:
+def run_command(
+    prog: str,
+    argv: list[str] | None,
+    body: Callable[[list[str] | None], int],
+    verbose: Callable[[], bool] | None = None,
+) -> int:
     """Run ``body(argv)``, printing a user's mistake as one line with exit code 2.
 
-    Argument errors are always one line: ``--verbose false`` is one (``--verbose`` is a flag), and
-    a traceback would only show the parser.
+    ``verbose``, asked once the body has failed, says whether tracebacks were requested (for
+    ``petseg-train``, whose config files can say ``verbose: true``); by default, whether the flag
+    is on the command line. Argument errors are always one line: ``--verbose false`` is one
+    (``--verbose`` is a flag), and a traceback would only show the parser.
     """
-    verbose = verbose_requested(argv)
+    flag = verbose_requested(argv)
     try:
         return body(argv)
     except Exception as err:
         message = _one_line(err)
-        if message is None or (verbose and not isinstance(err, ArgumentError)):
+        traceback = verbose() if verbose is not None else flag
+        if message is None or (traceback and not isinstance(err, ArgumentError)):
             raise
         hint = f" (see {prog} --help)" if isinstance(err, ArgumentError) else ""
         print(f"{prog}: error: {message}{hint}", file=sys.stderr)

@@ -7,6 +7,7 @@ the best checkpoint is scored on the test split by the same code as ``petseg-tes
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,21 @@ class StartLine(Callback):
 
 
 class TrainCLI(LightningCLI):
-    """LightningCLI with ``--arch``, run folders, safe resuming and petseg's trainer defaults."""
+    """LightningCLI with ``--arch``, run folders, safe resuming and petseg's trainer defaults.
+
+    ``verbosity["verbose"]`` is set once the arguments are parsed: ``--verbose`` on the command
+    line or ``verbose: true`` in a config file.
+    """
+
+    def __init__(self, *args, verbosity: dict[str, bool], **kwargs) -> None:
+        self.verbosity = verbosity
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        self.verbosity["verbose"] = bool(self.config.verbose)
+        if not self.config.verbose:  # before seeding: Lightning's first line is "Seed set to"
+            quiet_lightning()
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument(
@@ -101,7 +116,8 @@ class TrainCLI(LightningCLI):
         parser.add_argument(
             "--verbose",
             action="store_true",
-            help="Tracebacks on errors, and all of Lightning's messages.",
+            help="Tracebacks on errors, and all of Lightning's messages (in a config file: "
+            "verbose: true).",
         )
 
     def before_instantiate_classes(self) -> None:
@@ -178,9 +194,7 @@ def _check_resumable(ckpt: dict[str, Any], path: Path, cfg) -> None:
             )
 
 
-def _train(argv: list[str] | None) -> int:
-    if not verbose_requested(argv):
-        quiet_lightning()
+def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
     cli = TrainCLI(
         SegmentationModule,
         PetDataModule,
@@ -195,6 +209,7 @@ def _train(argv: list[str] | None) -> int:
             "description": "Train UNet or ResNet34-UNet on Oxford-IIIT Pet, then test the best "
             "checkpoint. Options can also come from a YAML file (--config configs/full.yaml).",
         },
+        verbosity=verbosity,
     )
     trainer, data = cli.trainer, cli.datamodule
     trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
@@ -252,4 +267,6 @@ def _hparams(cli: TrainCLI) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command("petseg-train", argv, _train)
+    verbosity = {"verbose": verbose_requested(argv)}  # until the config files are read
+    body = functools.partial(_train, verbosity=verbosity)
+    return run_command("petseg-train", argv, body, verbose=lambda: verbosity["verbose"])

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -25,7 +25,7 @@ from petseg.data.defaults import default_workers
 from petseg.errors import PetsegError
 
 Split = Literal["train", "valid", "test"]
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
+SPLITS: tuple[str, ...] = get_args(Split)
 
 # The binary contract, written down once: trimap 1 (pet) and 3 (border) are pet, 2 is background.
 PET_TRIMAP_VALUES = (1, 3)
@@ -56,7 +56,16 @@ def read_split_file(path: str | Path) -> list[str]:
             f"split file not found: {path} (the data root needs the official "
             "annotations/trainval.txt and annotations/test.txt)"
         )
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise PetsegError(
+            f"split file {path} is not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); "
+            "restore the official file from annotations.tar.gz"
+        ) from None
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
 def split_names(root: str | Path, split: str) -> list[str]:
@@ -77,7 +86,14 @@ def _reading_error(kind: str, path: str | Path, err: Exception) -> PetsegError:
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
-    """Any PIL image as RGB uint8 (H, W, 3)."""
+    """Any PIL image as RGB uint8 (H, W, 3).
+
+    16-bit grey (PIL's ``I;16`` modes, and ``I``, which holds such data) is scaled from 0-65535,
+    as a viewer shows it: PIL's own conversion clips it, so most of it would become white.
+    """
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        grey = np.asarray(image).astype(np.float64) / 257  # 65535 -> 255
+        return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     return np.array(image.convert("RGB"))
 
 
@@ -182,6 +198,12 @@ class OxfordPetDataset(Dataset):
                 f"skipping {len(missing)} {split} entries with missing files", stacklevel=2
             )
         self.names = [n for n in names if n not in set(missing)]
+        if not self.names:
+            listed = split_file(root, split)
+            why = (f"all {len(names)} {split} images listed in {listed} are missing" if names
+                   else f"{listed} lists no {split} images")  # fmt: skip
+            rule = "" if split == "test" else " (valid is every 10th line, train the rest)"
+            raise PetsegError(f"the {split} split under {self.root} has no images: {why}{rule}")
 
     def check_files(self, progress: bool = True) -> list[str]:
         """Read every image (JPEG at 1/8 scale) and trimap once: unreadable or truncated files,

@@ -20,7 +20,9 @@ class SeededSampler(Sampler[tuple[int, int]]):
 
     Args:
         num_items: Length of the dataset.
-        seed: Base seed (``petseg-train`` passes the run's ``--seed_everything``).
+        seed: Base seed. ``PetDataModule`` passes ``torch.initial_seed()``, the seed torch was
+            last seeded with: under ``petseg-train`` the run's ``--seed_everything``, which
+            Lightning gives torch before the data loaders are built.
     """
 
     def __init__(self, num_items: int, seed: int = 0) -> None:

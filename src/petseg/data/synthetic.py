@@ -7,11 +7,12 @@ striped-and-noisy background. Its trimap marks the shape 1, a thin ring on its e
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from petseg.errors import PetsegError
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -67,35 +68,56 @@ def make_synthetic_dataset(
     """Write ``n_trainval + n_test`` synthetic samples under ``root`` in the official layout.
 
     Image sizes vary (each side drawn from ``size_range``) like the real data's. Returns ``root``.
+    A ``root`` that already holds a split file or one of these images is refused (PetsegError):
+    nothing of a user's dataset is replaced.
     """
     root = Path(root)
+    names = [f"Synthetic_{i + 1}" for i in range(n_trainval + n_test)]
+    split_files = [root / "annotations" / f"{split}.txt" for split in ("trainval", "test")]
+    taken = [p for p in split_files if p.exists()]
+    taken += [p for n in names for p in _sample_paths(root, n) if p.exists()]
+    if taken:  # a real data root, or an earlier synthetic one: never replace a user's files
+        raise PetsegError(
+            f"{root} already holds a dataset ({taken[0]}); pass a new folder to petseg-synth"
+        )
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "trimaps").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    names = [f"Synthetic_{i + 1}" for i in range(n_trainval + n_test)]
     for name in names:
         h, w = rng.integers(size_range[0], size_range[1] + 1, 2)
         image, trimap = make_sample(rng, int(h), int(w))
-        image.save(root / "images" / f"{name}.jpg", quality=95)
-        trimap.save(root / "annotations" / "trimaps" / f"{name}.png")
+        image_path, trimap_path = _sample_paths(root, name)
+        image.save(image_path, quality=95)
+        trimap.save(trimap_path)
     lines = [f"{name} 1 1 1" for name in names]
-    (root / "annotations" / "trainval.txt").write_text("\n".join(lines[:n_trainval]) + "\n")
-    (root / "annotations" / "test.txt").write_text("\n".join(lines[n_trainval:]) + "\n")
+    split_files[0].write_text("\n".join(lines[:n_trainval]) + "\n")
+    split_files[1].write_text("\n".join(lines[n_trainval:]) + "\n")
     return root
 
 
-def _synth(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="petseg-synth",
-        description="Write a small synthetic dataset in the Oxford-IIIT Pet layout "
-        "(images/, annotations/trimaps/, annotations/trainval.txt and test.txt).",
+def _sample_paths(root: Path, name: str) -> tuple[Path, Path]:
+    return root / "images" / f"{name}.jpg", root / "annotations" / "trimaps" / f"{name}.png"
+
+
+def parser():
+    from jsonargparse.typing import PositiveInt
+
+    from petseg.cli import command_parser
+
+    parser = command_parser(
+        "petseg-synth",
+        "Write a small synthetic dataset in the Oxford-IIIT Pet layout (images/, "
+        "annotations/trimaps/, annotations/trainval.txt and test.txt) into a new folder.",
     )
-    parser.add_argument("root", help="folder to write into (created if missing)")
-    parser.add_argument("--trainval", type=int, default=40, help="trainval images (default 40)")
-    parser.add_argument("--test", type=int, default=20, help="test images (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
-    args = parser.parse_args(argv)
+    parser.add_argument("root", help="A new folder to write into (created if missing).")
+    parser.add_argument("--trainval", type=PositiveInt, default=40, help="Trainval images.")
+    parser.add_argument("--test", type=PositiveInt, default=20, help="Test images.")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
+    return parser
+
+
+def _synth(argv: list[str] | None) -> int:
+    args = parser().parse_args(argv)
     root = make_synthetic_dataset(args.root, args.trainval, args.test, seed=args.seed)
     print(f"wrote {args.trainval + args.test} synthetic samples to {root}")
     return 0
