@@ -199,3 +199,18 @@ def test_ddp_on_two_cpu_processes_reduces_val_dice_like_one(synthetic_root, tmp_
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (single,) = trainer.validate(module, datamodule=dm, verbose=False)
     assert single["val/dice"] == pytest.approx(ddp_val[0][1], abs=1e-6)
+
+
+def test_a_bad_test_file_stops_training_before_the_fit_or_is_skipped(data_copy, tmp_path, capsys):
+    name = OxfordPetDataset(data_copy, "test").names[2]
+    trimap = data_copy / "annotations" / "trimaps" / f"{name}.png"
+    Image.fromarray(np.full((20, 20), 255, np.uint8)).save(trimap)  # a 0/255 mask, not a trimap
+    Image.new("RGB", (20, 20)).save(data_copy / "images" / f"{name}.jpg", format="JPEG")
+    argv = train_args(data_copy, tmp_path, "--arch", "unet", "--trainer.max_epochs", "1")
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 bad test file(s)" in err and name in err and err.count("\n") == 1
+    assert not list((tmp_path / "saved_models").rglob("*.ckpt"))  # stopped before any epoch
+    with pytest.warns(UserWarning, match="skipping 1 unreadable test"):
+        assert train_main([*argv, "--data.skip_missing", "true"]) == 0
+    assert "test images        19" in capsys.readouterr().out

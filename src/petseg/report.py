@@ -43,12 +43,17 @@ def score_test_split(
     num_workers: int = 0,
     progress: bool = True,
     info: dict[str, Any] | None = None,
+    skip_missing: bool = False,
 ) -> Evaluation:
     """Score ``segmenter`` on the test split of ``root``, print the scores and, with ``output``,
-    write the report there."""
+    write the report there. With ``skip_missing``, missing and unreadable files are left out
+    (with a warning), as ``--data.skip_missing true`` leaves them out of training."""
     from petseg.data.transforms import eval_transform
 
-    dataset = OxfordPetDataset(root, "test", eval_transform(segmenter.image_size))
+    transform = eval_transform(segmenter.image_size)
+    dataset = OxfordPetDataset(root, "test", transform, skip_missing=skip_missing)
+    if skip_missing:
+        dataset.check_files(progress=False)
     evaluation = segmenter.evaluate(dataset, num_workers, full_res, progress=progress)
     print(f"test images        {len(dataset)}")
     print_scores(evaluation.summary)

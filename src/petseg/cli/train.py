@@ -242,6 +242,7 @@ def _finish(cli: TrainCLI, trainer: L.Trainer) -> None:
         num_workers=cli.datamodule.num_workers,
         progress=False,
         info={"checkpoint": best},
+        skip_missing=cli.datamodule.skip_missing,
     )
     test = {f"test/{k}": v for k, v in evaluation.summary.items()}
     if trainer.logger is not None:

@@ -86,6 +86,11 @@ class PetDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         ensure_data(self.root, allow_download=False)
+        if stage == "fit" and "test" not in self.datasets:
+            # petseg-train scores the test split after fitting: a bad test file must stop the
+            # run now, not after the whole fit
+            test = OxfordPetDataset(self.root, "test", skip_missing=self.skip_missing)
+            test.check_files(progress=len(test) > 1000)
         for split in self._splits(stage):
             if split not in self.datasets:
                 transform = (
