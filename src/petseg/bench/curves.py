@@ -76,14 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         parser = command_parser(PROG, "Validation Dice against wall-clock seconds, one PNG.")
         parser.add_argument("--run", nargs="*", default=[], help="petseg log folders (version_N).")
         parser.add_argument("--peer", nargs="*", default=[], help="peer JSON files.")
+        parser.add_argument("--labels", nargs="*", help="Legend labels, runs first, then peers.")
         parser.add_argument("--output", required=True, help="The PNG to write (never replaced).")
         args = parser.parse_args(argv)
         if Path(args.output).exists():
             raise PetsegError(f"--output {args.output} already exists; pass a new file name")
-        curves = {f"petseg {Path(r).parent.name} {Path(r).name}": petseg_curve(r) for r in args.run}
-        curves |= {f"peer {Path(p).stem}": peer_curve(p) for p in args.peer}
-        if not curves:
+        sources = [(f"petseg {Path(r).parent.name}", r, petseg_curve) for r in args.run]
+        sources += [(f"peer {Path(p).stem}", p, peer_curve) for p in args.peer]
+        if not sources:
             raise PetsegError("nothing to plot: pass --run and/or --peer")
+        labels = args.labels or [label for label, _, _ in sources]
+        if len(labels) != len(sources):
+            raise PetsegError(f"--labels gives {len(labels)} labels for {len(sources)} curves")
+        curves = {label: read(path) for label, (_, path, read) in zip(labels, sources, strict=True)}
         print(f"wrote {plot(curves, args.output)}")
         return 0
 
