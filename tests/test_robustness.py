@@ -19,7 +19,7 @@ from petseg.cli import train_main
 from petseg.data import OxfordPetDataset, PetDataModule
 from petseg.errors import PetsegError
 from petseg.module import SegmentationModule
-from petseg.tensorboard import epoch_curves
+from petseg.tensorboard import epoch_curves, event_files, read_scalars
 
 BIN = Path(sys.executable).parent
 
@@ -178,6 +178,17 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_p
     for tag in ("train/loss", "val/loss", "val/dice", "test/dice"):
         assert after[tag][-1][0] == whole[tag][-1][0], tag  # same epoch
         assert after[tag][-1][1] == pytest.approx(whole[tag][-1][1], abs=1e-5), tag
+    # ... because it continued: the same run folder, its second event file starting at the
+    # epoch after the last checkpoint, and the weights of the uninterrupted run at the end
+    (run,) = (tmp_path / "killed" / "logs" / "resnet34_unet").iterdir()
+    later = [read_scalars(f).get("epoch", []) for f in event_files(run)[1:]]  # the resume's
+    resumed_epochs = [int(v) for points in later for _, v in points]
+    assert min(resumed_epochs) == max(killed_at) + 1
+    weights = [torch.load(d / RUN / "last.ckpt", weights_only=True)["state_dict"]
+               for d in (tmp_path / "killed", tmp_path / "whole")]  # fmt: skip
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], msg=key)
 
 
 @pytest.mark.slow
