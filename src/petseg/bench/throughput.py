@@ -3,11 +3,13 @@ inference through petseg-predict's model path."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from petseg.bench.flops import count_flops
 from petseg.bench.timing import median_time
-from petseg.inference import predict_logits
+from petseg.inference import autocast, predict_logits
 from petseg.losses import SegmentationLoss
 
 
@@ -36,9 +38,16 @@ def train_step_bench(
         images = images.contiguous(memory_format=torch.channels_last)
     masks = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()  # (N, 1, S, S)
 
+    def precision():  # on a GPU, inference's choice: bf16 where it has it, else fp16
+        if not bf16:
+            return contextlib.nullcontext()
+        if device.type == "cuda":
+            return autocast(device)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with precision():
             loss = criterion(model(images), masks)
         loss.backward()
         optimizer.step()
