@@ -23,15 +23,38 @@ def _timestamp(events: Path) -> int:
     return int(match.group(1)) if match else 0
 
 
-def read_scalars(events: Path) -> Curves:
-    """All scalars of one event file, ``{tag: [(step, value), ...]}``; an unreadable file is
-    skipped with a warning that names it."""
+def _read(events: Path) -> EventAccumulator | None:
+    """One event file, every scalar kept; an unreadable file gives a warning that names it."""
     acc = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every value
     acc.Reload()
     if acc.file_version is None and events.stat().st_size > 0:
-        warnings.warn(f"skipped {events}: not a readable TensorBoard event file", stacklevel=2)
+        warnings.warn(f"skipped {events}: not a readable TensorBoard event file", stacklevel=3)
+        return None
+    return acc
+
+
+def read_scalars(events: Path) -> Curves:
+    """All scalars of one event file, ``{tag: [(step, value), ...]}``; an unreadable file is
+    skipped with a warning that names it."""
+    acc = _read(events)
+    if acc is None:
         return {}
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def timed_scalars(run_dir: str | Path, tag: str) -> list[tuple[float, float]]:
+    """``[(seconds since the run's first event, value), ...]`` of ``tag``, over all of a run's
+    event files (a resumed run's seconds include the time it lay interrupted)."""
+    points: list[tuple[float, float]] = []
+    start = None
+    for events in event_files(run_dir):
+        acc = _read(events)
+        if acc is None:
+            continue
+        start = acc.FirstEventTimestamp() if start is None else start
+        if tag in acc.Tags()["scalars"]:
+            points += [(e.wall_time - start, e.value) for e in acc.Scalars(tag)]
+    return points
 
 
 def epoch_curves(run_dir: str | Path) -> Curves:

@@ -14,28 +14,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from petseg.errors import PetsegError
-from petseg.tensorboard import event_files
+from petseg.tensorboard import event_files, timed_scalars
 
 PROG = "python -m petseg.bench.curves"
 
 
 def petseg_curve(run_dir: str | Path) -> list[tuple[float, float]]:
     """``[(seconds since the run's first event, val/dice), ...]`` of one run folder."""
-    files = event_files(run_dir)
-    if not files:
+    if not event_files(run_dir):
         raise PetsegError(f"no TensorBoard event files under {run_dir}")
-    points, start = [], None
-    for events in files:
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        acc.Reload()
-        first = acc.FirstEventTimestamp()
-        start = first if start is None else start
-        if "val/dice" in acc.Tags()["scalars"]:
-            points += [(e.wall_time - start, e.value) for e in acc.Scalars("val/dice")]
-    return points
+    return timed_scalars(run_dir, "val/dice")
 
 
 def peer_curve(path: str | Path) -> list[tuple[float, float]]:
