@@ -192,3 +192,18 @@ def test_verbose_true_in_a_config_file_works_like_the_flag(tmp_path, monkeypatch
     with pytest.raises(PetsegError, match="is a file, not a folder"):  # the traceback
         train_main(["--config", str(config), *argv])
     assert quieted == []  # and every message of Lightning's
+
+
+CPU_FLAGS = [("avx512f avx512_bf16 amx_bf16 amx_tile", True), ("avx512f avx512_bf16", False)]
+
+
+@pytest.mark.parametrize(("flags", "amx"), [*CPU_FLAGS, (None, False)])
+def test_cpu_bf16_only_where_it_has_amx(flags, amx, tmp_path, monkeypatch):
+    from petseg.cli import train as train_cli
+
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu sse {flags}\n")
+    assert train_cli.cpu_has_amx(cpuinfo) is amx
+    monkeypatch.setattr(train_cli, "cpu_has_amx", lambda: amx)
+    assert train_cli.auto_precision("cpu") == ("bf16-mixed" if amx else "32-true")

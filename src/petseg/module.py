@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from petseg.errors import PetsegError
@@ -14,6 +18,7 @@ from petseg.inference import predicted_mask
 from petseg.losses import LossName, SegmentationLoss
 from petseg.metrics import BinarySegmentationScores
 from petseg.models import build_model, model_options
+from petseg.schedules import BudgetedOneCycleLR
 from petseg.visualize import comparison_grid, denormalize
 
 OptimizerName = Literal["adamw", "adam", "radam", "sgd"]
@@ -26,6 +31,8 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 assert set(OPTIMIZERS) == set(get_args(OptimizerName))  # one list of names, checked here
 STAGES = ("train", "val")
+# One-cycle steps when only --trainer.max_time bounds the run: the time budget sets the pace.
+UNBOUNDED_STEPS = 1_000_000
 FINITE_CHECK_EVERY = 32  # steps between host reads of the non-finite-loss flag
 
 
@@ -47,8 +54,9 @@ class SegmentationModule(L.LightningModule):
         lr: Learning rate (the peak rate for ``onecycle``).
         weight_decay: Weight decay of the optimizer.
         momentum: Momentum for ``sgd`` (Nesterov).
-        scheduler: ``cosine`` (per step, to zero), ``onecycle`` (per step), ``exponential``
-            (per epoch, by ``gamma``) or ``none``.
+        scheduler: ``cosine`` (per step, to zero), ``onecycle`` (per step, and keeping pace
+            with ``--trainer.max_time`` when that is set, so that a run stopped by the time
+            budget ends the cycle), ``exponential`` (per epoch, by ``gamma``) or ``none``.
         gamma: Decay per epoch of the ``exponential`` scheduler.
         threshold: Probability above which a pixel counts as pet in the metrics.
         log_images: Validation images (the first ones, the same every epoch) drawn into
@@ -187,13 +195,37 @@ class SegmentationModule(L.LightningModule):
         if hp.scheduler == "exponential":
             scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.gamma)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        budget_spent = self._time_budget_spent()
+        steps = self.trainer.estimated_stepping_batches
+        if math.isinf(steps) and not (hp.scheduler == "onecycle" and budget_spent):
+            raise PetsegError(
+                f"--model.scheduler {hp.scheduler} needs a length: set --trainer.max_epochs or "
+                "--trainer.max_steps (or use --model.scheduler onecycle with --trainer.max_time)"
+            )
+        if budget_spent is not None and hp.scheduler == "cosine":
+            rank_zero_warn(
+                "--trainer.max_time stops the cosine schedule wherever the time runs out; "
+                "--model.scheduler onecycle follows the time budget to the end of its cycle"
+            )
+        steps = UNBOUNDED_STEPS if math.isinf(steps) else max(1, int(steps))
         if hp.scheduler == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, hp.lr, total_steps=steps)
+            scheduler = BudgetedOneCycleLR(optimizer, hp.lr, steps, budget_spent)
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         per_step = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": per_step}
+
+    def _time_budget_spent(self) -> Callable[[], float] | None:
+        """With ``--trainer.max_time``, a function returning the fraction of it spent so far."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or timer.time_remaining() is None:
+            return None
+
+        def spent() -> float:
+            elapsed, remaining = timer.time_elapsed(), timer.time_remaining()
+            return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
+
+        return spent
 
 
 def _check_choice(option: str, value: str, choices) -> None:
