@@ -27,12 +27,11 @@ from torch import nn
 
 from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from petseg.errors import PetsegError
-from petseg.models import build_model, model_options
+from petseg.models import build_model
 
 WEIGHTS_FORMAT = "petseg-weights"
 WEIGHTS_VERSION = 1
-# The hyperparameters that shape the network (an architecture takes those it has).
-MODEL_OPTIONS = ("base_channels", "bilinear", "full_res_skip")
+MODEL_OPTIONS = ("base_channels", "bilinear")  # the hyperparameters that shape the network
 # How torch's weights-only unpickler says the bytes are no pickle it can parse (junk, a text
 # file), as opposed to naming a Python object it refuses to build.
 _NOT_A_PICKLE = re.compile(r"Unsupported operand \d+|String is too long")
@@ -98,7 +97,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def checkpoint_spec(ckpt: dict[str, Any]) -> ModelSpec:
     """The ``ModelSpec`` of a loaded Lightning checkpoint."""
     hparams = ckpt["hyper_parameters"]
-    options = model_options(hparams["arch"], {k: hparams[k] for k in MODEL_OPTIONS if k in hparams})
+    options = {k: hparams[k] for k in MODEL_OPTIONS if k in hparams}
     data = ckpt.get("datamodule_hyper_parameters") or {}
     return ModelSpec(
         hparams["arch"], options, int(data.get("image_size", 256)), hparams.get("threshold", 0.5)

@@ -17,7 +17,7 @@ from petseg.errors import PetsegError
 from petseg.inference import predicted_mask
 from petseg.losses import LossName, SegmentationLoss
 from petseg.metrics import BinarySegmentationScores
-from petseg.models import build_model, model_options
+from petseg.models import build_model
 from petseg.schedules import BudgetedOneCycleLR
 from petseg.visualize import comparison_grid, denormalize
 
@@ -45,9 +45,6 @@ class SegmentationModule(L.LightningModule):
         arch: Architecture name from the model registry (set by ``petseg-train --arch``).
         base_channels: Width of the model's first level (64 is the published width).
         bilinear: Bilinear upsampling in the decoder instead of transposed convolutions.
-        full_res_skip: ``resnet34_unet`` only: a skip connection at the input resolution, from a
-            small convolution stem on the image into the last decoder stage (ResNet34's own
-            first feature is at half resolution). The UNet always has one.
         loss: ``bce``, ``dice``, ``bce_dice`` or ``mse``.
         dice_weight: Weight of the Dice term in ``bce_dice``.
         optimizer: ``adamw``, ``adam``, ``radam`` or ``sgd``.
@@ -71,7 +68,6 @@ class SegmentationModule(L.LightningModule):
         arch: str = "resnet34_unet",
         base_channels: int = 64,
         bilinear: bool = False,
-        full_res_skip: bool = False,
         loss: LossName = "bce_dice",
         dice_weight: float = 1.0,
         optimizer: OptimizerName = "adamw",
@@ -94,8 +90,7 @@ class SegmentationModule(L.LightningModule):
         _check_range("--model.threshold", threshold, low=0.0, high=1.0, low_open=True)
         _check_range("--model.base_channels", base_channels, low=1)
         self.save_hyperparameters()
-        options = dict(base_channels=base_channels, bilinear=bilinear, full_res_skip=full_res_skip)
-        self.net: nn.Module = build_model(arch, **model_options(arch, options))
+        self.net: nn.Module = build_model(arch, base_channels=base_channels, bilinear=bilinear)
         self.criterion = SegmentationLoss(loss, dice_weight)
         # One metric object per stage ("train" is taken as a ModuleDict key by nn.Module.train).
         self.scores = nn.ModuleDict({f"{s}_": BinarySegmentationScores(threshold) for s in STAGES})

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from torch import nn
 
@@ -24,22 +23,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-def model_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``options`` that the architecture ``name`` takes (``full_res_skip`` is a
-    ``resnet34_unet`` option: the UNet always has full-resolution skips)."""
-    if name not in MODELS:
-        return dict(options)  # build_model names the valid architectures
-    taken = inspect.signature(MODELS[name]).parameters
-    return {k: v for k, v in options.items() if k in taken}
-
-
-__all__ = [
-    "ARCHS",
-    "MODELS",
-    "Arch",
-    "ResNet34Encoder",
-    "ResNet34UNet",
-    "UNet",
-    "build_model",
-    "model_options",
-]
+__all__ = ["ARCHS", "MODELS", "Arch", "ResNet34Encoder", "ResNet34UNet", "UNet", "build_model"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from petseg.models.blocks import DoubleConv, Up, match_size
+from petseg.models.blocks import Up, match_size
 
 
 class BasicBlock(nn.Module):
@@ -80,17 +80,13 @@ class ResNet34UNet(nn.Module):
     """ResNet34 encoder + UNet decoder with skip connections back to full resolution.
 
     The decoder climbs from stride 32 to stride 1 in five Up blocks; the first four concatenate
-    the encoder feature of the same stride, the last restores the input resolution. ResNet34's
-    stem halves the resolution in its first layer, so the last Up block has no encoder feature
-    to join; ``full_res_skip`` gives it one, from a small DoubleConv on the image itself (the
-    UNet's first level, at the decoder's last width).
+    the encoder feature of the same stride, the last restores the input resolution.
 
     Args:
         in_channels: Image channels.
         num_classes: Output channels (1 for binary logits).
         base_channels: Encoder width (64 is ResNet34's); the decoder scales with it.
         bilinear: Bilinear upsampling instead of transposed convolutions.
-        full_res_skip: Add the full-resolution skip connection described above.
     """
 
     def __init__(
@@ -99,7 +95,6 @@ class ResNet34UNet(nn.Module):
         num_classes: int = 1,
         base_channels: int = 64,
         bilinear: bool = False,
-        full_res_skip: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = ResNet34Encoder(in_channels, base_channels)
@@ -111,16 +106,14 @@ class ResNet34UNet(nn.Module):
                 Up(dec[0], skip[2], dec[1], bilinear),  # /16 -> /8
                 Up(dec[1], skip[1], dec[2], bilinear),  # /8 -> /4
                 Up(dec[2], skip[0], dec[3], bilinear),  # /4 -> /2
-                Up(dec[3], dec[4] if full_res_skip else 0, dec[4], bilinear),  # /2 -> /1
+                Up(dec[3], 0, dec[4], bilinear),  # /2 -> /1
             ]
         )
-        self.stem = DoubleConv(in_channels, dec[4]) if full_res_skip else None
         self.head = nn.Conv2d(dec[4], num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f1, f2, f3, f4, f5 = self.encoder(x)
         y = f5
-        f0 = None if self.stem is None else self.stem(x)
-        for up, skip in zip(self.ups, (f4, f3, f2, f1, f0), strict=True):
+        for up, skip in zip(self.ups, (f4, f3, f2, f1, None), strict=True):
             y = up(y, skip)
         return match_size(self.head(y), x)
