@@ -53,6 +53,7 @@ def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
         "--data.num_workers", "0",
         "--model.base_channels", "8",
         "--trainer.accelerator", "cpu",
+        "--trainer.precision", "32-true",  # not petseg's pick, which is bf16 on AMX CPUs
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
         "--save_dir", str(tmp_path / "saved_models"),
