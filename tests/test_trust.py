@@ -187,8 +187,9 @@ def test_bad_input_is_one_line_and_changes_nothing(command, args, named, files, 
     assert named.format(**files) in lines[0], lines[0]
     after = _snapshot(files["tmp"], str(trained[0]))
     assert {p: b for p, b in after.items() if p in before} == before  # nothing earlier changed
-    if command in ("export", "synth"):
-        assert after.keys() == before.keys()  # nor a file nor a partial one written
+    if command in ("train", "export", "synth"):
+        assert after.keys() == before.keys()  # nor a file, partial one or run folder written
+        assert not list(Path(files["tmp"]).glob("*/*/version_*"))
     assert not Path(files["marker"]).exists()
 
 
@@ -228,3 +229,21 @@ def test_compare_warns_about_a_corrupt_event_file_and_goes_on(files, trained, tm
     with pytest.warns(UserWarning, match=f"skipped {junk}"):
         assert compare_main([str(run), "--output", str(tmp_path / "c.png")]) == 0
     assert "| run |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrote", ["nothing", "a scalar", "a checkpoint"])
+def test_a_failed_run_leaves_its_folders_only_if_they_hold_something(wrote, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from petseg.runs import discard_if_unused, new_run
+
+    run = new_run(tmp_path / "sm", tmp_path / "logs", "unet")
+    run.log_dir.mkdir(parents=True)
+    (run.log_dir / "config.yaml").write_text("seed_everything: 0\n")
+    with SummaryWriter(run.log_dir) as writer:  # an event file, with a scalar or without
+        if wrote == "a scalar":
+            writer.add_scalar("train/loss", 0.5, 1)
+    if wrote == "a checkpoint":
+        (run.ckpt_dir / "last.ckpt").write_bytes(b"x")
+    assert discard_if_unused(run) is (wrote == "nothing")
+    assert run.log_dir.exists() is run.ckpt_dir.exists() is (wrote != "nothing")

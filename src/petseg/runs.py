@@ -62,6 +62,28 @@ def new_run(save_dir: str | Path, log_dir: str | Path, arch: str) -> Run:
         return _run(save_dir, log_dir, arch, version)
 
 
+def discard_if_unused(run: Run) -> bool:
+    """Remove a new run's two folders if it wrote nothing worth keeping, and say so.
+
+    Nothing worth keeping: no file in its checkpoint folder, and no scalar in its TensorBoard
+    events (only the run's config and empty event files), as when the data or the model fails
+    before the first training step. A run that trained and logged anything keeps its folders.
+    """
+    import shutil
+
+    from petseg.tensorboard import event_files, read_scalars
+
+    if run.ckpt_dir.is_dir() and any(run.ckpt_dir.iterdir()):
+        return False
+    if run.log_dir.is_dir():
+        if any(read_scalars(events) for events in event_files(run.log_dir)):
+            return False
+        shutil.rmtree(run.log_dir)
+    if run.ckpt_dir.is_dir():
+        run.ckpt_dir.rmdir()
+    return True
+
+
 def existing_run(save_dir: str | Path, log_dir: str | Path, arch: str, version: int) -> Run:
     """The folders of run ``version`` (for a resumed run, or a DDP process other than rank 0)."""
     return _run(save_dir, log_dir, arch, version)

@@ -30,6 +30,7 @@ from petseg.runs import (
     LAST,
     Run,
     check_writable_dir,
+    discard_if_unused,
     existing_run,
     new_run,
     newest_checkpoint,
@@ -228,7 +229,12 @@ def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
         verbosity=verbosity,
     )
     trainer, data = cli.trainer, cli.datamodule
-    trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
+    try:
+        trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
+    except BaseException:
+        if cli.resume is None and trainer.is_global_zero:
+            discard_if_unused(cli.run)  # a run that failed before training leaves no folders
+        raise
     if trainer.is_global_zero:
         _finish(cli, trainer)
     return 0
