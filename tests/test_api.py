@@ -140,3 +140,30 @@ def test_gpu_code_paths_train_an_epoch_on_the_cpu(option, synthetic_root, tmp_pa
     assert train_main(train_args(synthetic_root, tmp_path, *extra)) == 0
     weights = torch.load(tmp_path / RUN / "resnet34_unet.pth", weights_only=True)
     assert all(torch.isfinite(v).all() for v in weights["state_dict"].values())
+
+
+class _Specks(torch.nn.Module):
+    """A stand-in model: the same pet with a hole, and a speck beside it, for any image."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = torch.full((len(images), 1, *images.shape[-2:]), -4.0)
+        logits[..., 4:24, 4:24] = 4.0
+        logits[..., 12:14, 12:14] = -4.0  # a hole
+        logits[..., 27:30, 27:30] = 4.0  # a speck
+        return logits
+
+
+def test_the_segmenter_postprocesses_masks_into_one_region_without_holes(quirks_root):
+    from scipy import ndimage
+
+    from petseg.checkpoints import ModelSpec
+
+    spec = ModelSpec("unet", {}, image_size=32)
+    seg = petseg.Segmenter(_Specks(), spec, device="cpu", postprocess="both")
+    plain = petseg.Segmenter(_Specks(), spec, device="cpu")
+    image = quirks_root / "images" / "Abyssinian_5.jpg"
+    mask, raw = seg.predict(image), plain.predict(image)
+    assert ndimage.label(raw, structure=np.ones((3, 3), bool))[1] == 2
+    assert ndimage.label(mask, structure=np.ones((3, 3), bool))[1] == 1  # at the image's size
+    assert (ndimage.binary_fill_holes(raw) != raw).any()
+    assert (ndimage.binary_fill_holes(mask) == mask).all()

@@ -1,6 +1,7 @@
 """The steps of running a trained model, each written once: device, autocast, logits with flip TTA,
 resizing logits to an image's own size, and ``predicted_mask``: the one place where logits
-become a pet/background decision. ``petseg.segmenter.Segmenter`` strings them together."""
+become a pet/background decision. ``petseg.segmenter.Segmenter`` strings them together (with
+``petseg.postprocess``)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ def score_test_split(
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
         details = {"arch": segmenter.arch, "image_size": segmenter.image_size,
-                   "threshold": segmenter.threshold, "tta": segmenter.tta}  # fmt: skip
+                   "threshold": segmenter.threshold, "tta": segmenter.tta,
+                   "postprocess": segmenter.postprocess}  # fmt: skip
         details |= info or {}
         write_metrics(out / "metrics.json", evaluation, details)
         write_per_image(out / "per_image.csv", evaluation)

@@ -1,8 +1,8 @@
 """``Segmenter``: a trained petseg model as a Python object, and the one inference path.
 
 ``petseg-test``, ``petseg-predict``, the test at the end of ``petseg-train`` and user code all go
-through it: image -> preprocessing -> logits (optional flip TTA) -> resize to the image's own size
--> probability -> mask.
+through it: image -> preprocessing -> logits (optional flip TTA and post-processing) -> resize
+to the image's own size -> probability -> mask.
 
     >>> from petseg import Segmenter
     >>> seg = Segmenter.load("saved_models/resnet34_unet/version_0/resnet34_unet.pth")
@@ -28,6 +28,7 @@ from petseg.checkpoints import ModelSpec, load_model
 from petseg.data.dataset import OxfordPetDataset, read_image, to_rgb
 from petseg.errors import PetsegError
 from petseg.inference import predict_logits, predicted_mask, resize_logits, select_device
+from petseg.postprocess import PostProcess, postprocess_logits
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -54,6 +55,8 @@ class Segmenter:
         device: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``.
         tta: Average each image's logits with its mirror image's (flip test-time augmentation).
         batch_size: Images per forward pass when given a list.
+        postprocess: ``none``, ``largest`` (keep the largest pet region), ``fill`` (fill holes
+            in pet regions) or ``both``, applied to the mask at the model's size.
     """
 
     def __init__(
@@ -63,9 +66,11 @@ class Segmenter:
         device: str | torch.device = "auto",
         tta: bool = False,
         batch_size: int = 8,
+        postprocess: PostProcess = "none",
     ) -> None:
         if batch_size < 1:
             raise PetsegError(f"--batch_size {batch_size} must be at least 1")
+        postprocess_logits(torch.zeros(1, 1, 1, 1), mode=postprocess)  # a bad name fails here
         from petseg.data.transforms import eval_transform  # albumentations: imported on use
 
         self.spec = spec
@@ -73,6 +78,7 @@ class Segmenter:
         self.model = model.to(self.device).eval()
         self.tta = tta
         self.batch_size = batch_size
+        self.postprocess = postprocess
         self._transform = eval_transform(spec.image_size)
 
     @classmethod
@@ -101,7 +107,8 @@ class Segmenter:
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Float32 logits ``(N, 1, S, S)`` of preprocessed images ``(N, 3, S, S)``."""
-        return predict_logits(self.model, images.to(self.device), self.tta)
+        logits = predict_logits(self.model, images.to(self.device), self.tta)
+        return postprocess_logits(logits, self.threshold, self.postprocess)
 
     def predict_proba(self, images: ImageInput | Sequence[ImageInput]) -> Any:
         """Pet probability ``(H, W)`` float32 in [0, 1] at each image's own size.

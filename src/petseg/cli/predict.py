@@ -8,6 +8,7 @@ from pathlib import Path
 from jsonargparse.typing import PositiveInt
 
 from petseg.cli import command_parser, run_command
+from petseg.postprocess import PostProcess
 
 
 def parser():
@@ -27,6 +28,13 @@ def parser():
         "the checkpoint's).",
     )  # fmt: skip
     parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
+    parser.add_argument(
+        "--postprocess",
+        type=PostProcess,
+        default="none",
+        help="Post-process each mask: largest (keep the largest pet region), fill (fill its "
+        "holes), both, or none.",
+    )
     parser.add_argument("--batch_size", type=PositiveInt, default=8, help="Images per batch.")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1")
     return parser
@@ -47,8 +55,8 @@ def _predict(argv: list[str] | None) -> int:
         raise PetsegError(f"no images to segment in {' '.join(args.inputs)}")
     check_outputs_free(jobs, output)
     check_writable_dir(output, "--output")
-    seg = Segmenter.load(args.ckpt, threshold=args.threshold, device=args.device,
-                         tta=args.tta, batch_size=args.batch_size)  # fmt: skip
+    seg = Segmenter.load(args.ckpt, threshold=args.threshold, device=args.device, tta=args.tta,
+                         batch_size=args.batch_size, postprocess=args.postprocess)  # fmt: skip
     failed = predict_files(seg, jobs, output)
     for error in missing + failed:
         print(f"petseg-predict: skipped {error}", file=sys.stderr)

@@ -6,6 +6,7 @@ from jsonargparse.typing import PositiveInt
 
 from petseg.cli import command_parser, run_command
 from petseg.data.defaults import DEFAULT_ROOT
+from petseg.postprocess import PostProcess
 
 
 def parser():
@@ -34,6 +35,13 @@ def parser():
     )
     parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
     parser.add_argument(
+        "--postprocess",
+        type=PostProcess,
+        default="none",
+        help="Post-process each mask: largest (keep the largest pet region), fill (fill its "
+        "holes), both, or none.",
+    )
+    parser.add_argument(
         "--full-res",
         action="store_true",
         help="Also score at each image's original size (logits resized bilinearly).",
@@ -52,11 +60,16 @@ def _test(argv: list[str] | None) -> int:
     if args.output:
         check_writable_dir(check_report_folder(args.output), "--output")
     seg = Segmenter.load(
-        args.ckpt, device=args.device, tta=args.tta, batch_size=args.data.batch_size
+        args.ckpt,
+        device=args.device,
+        tta=args.tta,
+        batch_size=args.data.batch_size,
+        postprocess=args.postprocess,
     )
     ensure_data(args.data.root, allow_download=args.data.download)
-    print(f"checkpoint         {args.ckpt} ({seg.arch}, {seg.image_size}px"
-          f"{', TTA' if args.tta else ''})")  # fmt: skip
+    extras = [", TTA"] if args.tta else []
+    extras += [f", post-processing {args.postprocess}"] if args.postprocess != "none" else []
+    print(f"checkpoint         {args.ckpt} ({seg.arch}, {seg.image_size}px{''.join(extras)})")
     score_test_split(
         seg, args.data.root, args.output, full_res=args.full_res,
         num_workers=default_workers(args.data.num_workers), info={"checkpoint": str(args.ckpt)},
