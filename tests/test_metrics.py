@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from petseg.errors import PetsegError
-from petseg.losses import LOSSES, SegmentationLoss, soft_dice_loss
+from petseg.losses import LOSSES, SegmentationLoss, lovasz_hinge_loss, soft_dice_loss
 from petseg.metrics import BinarySegmentationScores
 
 BIG = 20.0  # a logit whose sigmoid is 1 (or 0) to float precision
@@ -56,6 +56,38 @@ def test_soft_dice_loss_is_zero_for_confident_correct_and_one_for_wrong():
     mask[:, :, 2:6, 2:6] = 1
     assert soft_dice_loss(logits_from(mask), mask).item() == pytest.approx(0.0, abs=1e-4)
     assert soft_dice_loss(logits_from(1 - mask), mask).item() == pytest.approx(1.0, abs=0.02)
+
+
+def _lovasz_hinge_one_image(logits, labels):
+    # The authors' reference (Berman et al., lovasz_losses.py) for one flattened image.
+    signs = 2 * labels - 1
+    errors = 1 - logits * signs
+    errors_sorted, perm = torch.sort(errors, descending=True)
+    gt_sorted = labels[perm]
+    gts = gt_sorted.sum()
+    intersection = gts - gt_sorted.cumsum(0)
+    union = gts + (1 - gt_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return torch.dot(torch.relu(errors_sorted), jaccard)
+
+
+def test_lovasz_hinge_matches_the_reference_per_image():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1, 6, 5) * 2
+    mask = (torch.rand(3, 1, 6, 5) > 0.6).float()
+    mask[2] = 0  # an empty mask: the loss still counts its false positives
+    pairs = zip(logits, mask, strict=True)
+    expected = torch.stack([_lovasz_hinge_one_image(lg.flatten(), m.flatten()) for lg, m in pairs])
+    assert lovasz_hinge_loss(logits, mask).item() == pytest.approx(expected.mean().item(), rel=1e-6)
+
+
+def test_lovasz_hinge_is_zero_with_margin_and_one_minus_iou_at_zero_logits():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    assert lovasz_hinge_loss(logits_from(mask), mask).item() == pytest.approx(0.0)
+    # All hinge errors equal 1, so the loss is the Jaccard loss of getting every pixel wrong.
+    assert lovasz_hinge_loss(torch.zeros_like(mask), mask).item() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("name", LOSSES)

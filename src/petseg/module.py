@@ -45,8 +45,8 @@ class SegmentationModule(L.LightningModule):
         arch: Architecture name from the model registry (set by ``petseg-train --arch``).
         base_channels: Width of the model's first level (64 is the published width).
         bilinear: Bilinear upsampling in the decoder instead of transposed convolutions.
-        loss: ``bce``, ``dice``, ``bce_dice`` or ``mse``.
-        dice_weight: Weight of the Dice term in ``bce_dice``.
+        loss: ``bce``, ``dice``, ``bce_dice``, ``lovasz``, ``bce_lovasz`` or ``mse``.
+        dice_weight: Weight of the second term in ``bce_dice`` and ``bce_lovasz``.
         optimizer: ``adamw``, ``adam``, ``radam`` or ``sgd``.
         lr: Learning rate (the peak rate for ``onecycle``).
         weight_decay: Weight decay of the optimizer.
