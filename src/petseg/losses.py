@@ -44,7 +44,7 @@ def lovasz_hinge_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     intersection = positives - target.cumsum(1)
     union = positives + (1 - target).cumsum(1)  # >= 1 everywhere, so no division by zero
     jaccard = 1 - intersection / union
-    weights = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    weights = jaccard.diff(dim=1, prepend=jaccard.new_zeros(len(jaccard), 1))
     return (F.relu(errors) * weights).sum(1).mean()
 
 
