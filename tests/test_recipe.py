@@ -6,11 +6,12 @@ import pytest
 import yaml
 
 from petseg.cli import train_main
+from petseg.models import ARCHS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("arch", ["resnet34_unet", "unet"])  # one config for both
+@pytest.mark.parametrize("arch", ARCHS)  # one config for both
 def test_quick_config_parses_and_trains_one_step(arch, synthetic_root, tmp_path):
     quick = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
     argv = [
