@@ -9,7 +9,8 @@ from PIL import Image
 from petseg.data import OxfordPetDataset, PetDataModule, read_image, split_names, trimap_to_mask
 from petseg.data import download as download_module
 from petseg.data.dataset import OFFICIAL_SPLIT_SIZES
-from petseg.data.transforms import eval_transform, train_transform
+from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from petseg.data.transforms import eval_transform, resize, train_transform
 from petseg.errors import PetsegError
 
 
@@ -67,6 +68,23 @@ def test_resize_keeps_masks_binary_and_aligned(synthetic_root):
     _, mask = ds[0]
     assert set(mask.unique().tolist()) == {0, 1}
     assert abs(mask.float().mean().item() - raw_mask.mean()) < 0.05
+
+
+def test_shrinking_averages_the_image_instead_of_aliasing_it():
+    """Shrunk 4x, each output pixel is the mean of its 4x4 block (area averaging): bilinear
+    interpolation would read only the 2x2 pixels at the block's centre and alias fine detail."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    mask = (rng.random((128, 128)) < 0.5).astype(np.uint8)
+    blocks = image.reshape(32, 4, 32, 4, 3).astype(np.float32).mean((1, 3))
+    out = resize(32)(image=image, mask=mask)
+    assert out["image"].shape == (32, 32, 3) and out["mask"].shape == (32, 32)
+    assert np.abs(out["image"] - blocks).max() <= 1  # uint8 rounding
+    assert set(np.unique(out["mask"])) <= {0, 1}  # masks keep a label per pixel
+    for pipeline in (eval_transform(32), train_transform(32, "none")):  # the same resize
+        normalised = pipeline(image=image, mask=mask)["image"]  # (3, 32, 32)
+        expected = (blocks / 255 - IMAGENET_MEAN) / IMAGENET_STD  # (32, 32, 3)
+        assert np.abs(normalised.permute(1, 2, 0).numpy() - expected).max() < 0.02
 
 
 def test_unknown_augment_lists_valid_names():

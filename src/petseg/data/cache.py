@@ -3,7 +3,7 @@
 The cache file is keyed on the image size and on every listed file's name, size and modification
 time, so it is rebuilt when the data or the size changes and reused otherwise; a truncated or
 foreign file is reported and rebuilt. Images are resized exactly as the standard path resizes
-them (the same albumentations ``Resize``); normalisation and augmentation then run batched on the
+them (``petseg.data.transforms.resize``); normalisation and augmentation then run batched on the
 training device (``petseg.data.gpu_augment``).
 """
 
@@ -15,15 +15,15 @@ import secrets
 import warnings
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from petseg.data import transforms
 from petseg.data.dataset import OxfordPetDataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images area-averaged where they shrink (transforms.resize)
 
 
 def cache_key(dataset: OxfordPetDataset, image_size: int) -> str:
@@ -38,7 +38,7 @@ def cache_key(dataset: OxfordPetDataset, image_size: int) -> str:
 
 def decode_split(dataset: OxfordPetDataset, image_size: int, progress: bool = True) -> dict:
     """Decode and resize every item: ``images`` uint8 (N, 3, S, S), ``masks`` uint8 (N, S, S)."""
-    resize = A.Resize(image_size, image_size)
+    resize = transforms.resize(image_size)
     images = torch.empty(len(dataset), 3, image_size, image_size, dtype=torch.uint8)
     masks = torch.empty(len(dataset), image_size, image_size, dtype=torch.uint8)
     for i in tqdm(range(len(dataset)), desc=f"caching {dataset.split}", disable=not progress):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from petseg.data.cache import CachedSplit, as_batch, build_cache
+from petseg.data.copy_paste import copy_paste
 from petseg.data.dataset import OxfordPetDataset
 from petseg.data.defaults import DEFAULT_ROOT, default_workers
 from petseg.data.download import ensure_data
@@ -33,6 +35,9 @@ class PetDataModule(L.LightningDataModule):
             or the size change), hold them on the GPU when training on one, and augment (the
             same presets) and normalise whole batches there.
         cache_dir: Where the cache files go.
+        copy_paste: Probability that a training image receives the pet of another image of its
+            batch, mirrored and shifted at random (``petseg.data.copy_paste``), after the other
+            augmentation; 0 turns it off.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class PetDataModule(L.LightningDataModule):
         skip_missing: bool = False,
         cache: bool = False,
         cache_dir: str = "dataset/cache",
+        copy_paste: float = 0.0,
     ) -> None:
         super().__init__()
         if image_size < 32:
@@ -53,6 +59,8 @@ class PetDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise PetsegError(f"--data.batch_size {batch_size} must be at least 1")
         check_augment(augment)
+        if not 0 <= copy_paste <= 1:
+            raise PetsegError(f"--data.copy_paste {copy_paste} is a probability: 0 to 1")
         self.save_hyperparameters()
         self.root = root
         self.image_size = image_size
@@ -63,6 +71,7 @@ class PetDataModule(L.LightningDataModule):
         self.skip_missing = skip_missing
         self.cache = cache
         self.cache_dir = cache_dir
+        self.copy_paste = copy_paste
         self.datasets: dict[str, OxfordPetDataset | CachedSplit] = {}
         self._prepared: dict[str, dict] = {}  # caches prepare_data built or read, for setup
 
@@ -131,19 +140,34 @@ class PetDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Cached path only: augment (training) and normalise uint8 batches on the device.
+        """Batch augmentation: on the cached path the presets, and on both paths copy-paste
+        (training only); on the cached path, normalisation of the uint8 batches on the device.
 
-        Training batches carry a seed drawn from their items' (seed, epoch) seeds
-        (``CachedSplit``): the augmentation is drawn from it alone.
+        Training batches of the cached path carry a seed drawn from their items' (seed, epoch)
+        seeds (``CachedSplit``); the standard path's are numbered by (seed, epoch, batch). The
+        batch augmentation is drawn from that alone, so a resumed run repeats it.
         """
-        if not self.cache:
+        training = self.trainer is not None and self.trainer.training
+        if not self.cache and not (training and self.copy_paste):
             return batch
-        from petseg.data import gpu_augment  # imports kornia: only on the cached path
-
         images, masks, *seed = batch
-        if self.trainer is not None and self.trainer.training:
-            images, masks = gpu_augment.augment(images, masks, self.augment, *seed)
-        return gpu_augment.normalize(images), masks
+        if self.cache:
+            from petseg.data import gpu_augment  # imports kornia: only on the cached path
+
+            if training:
+                images, masks = gpu_augment.augment(images, masks, self.augment, *seed)
+            images = gpu_augment.normalize(images)
+        if training and self.copy_paste:
+            images, masks = copy_paste(images, masks, self.copy_paste, self._batch_seed(seed))
+        return images, masks
+
+    def _batch_seed(self, seed: list[int]) -> int:
+        """The copy-paste seed of this training batch: from the cached batch's seed, or from
+        (run seed, epoch, batch number) on the standard path."""
+        loop = self.trainer.fit_loop.epoch_loop
+        key = [*seed, 1] if seed else [torch.initial_seed(), self.trainer.current_epoch,
+                                       loop.batch_progress.current.ready]  # fmt: skip
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
