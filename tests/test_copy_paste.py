@@ -38,8 +38,7 @@ def test_each_chosen_image_gets_another_images_pet_and_the_union_mask():
         assert len(sources) == 1 and sources.item() != 100 + i  # from one other image
         assert out_masks[i][pasted].eq(1).all()  # the pasted pixels are pet
         assert out_masks[i][own].equal(masks[i][own])  # elsewhere the labels stay
-        assert out_masks[i].sum() > masks[i].sum() or pasted.sum() <= masks[i].sum()
-        assert (out_masks[i] >= masks[i]).all()  # the image's own pet is still pet
+        assert torch.equal(out_masks[i].bool(), masks[i].bool() | pasted)  # the union
 
 
 def test_copy_paste_follows_its_seed_and_p_zero_changes_nothing():

@@ -101,6 +101,7 @@ CASES = [
     ("train", "--model.scheduler step", "scheduler"),
     ("train", "--data.image_size 16", "--data.image_size"),
     ("train", "--data.batch_size 0", "--data.batch_size"),
+    ("train", "--data.copy_paste 1.5", "--data.copy_paste 1.5 is a probability"),
     ("train", "--data.augment extreme", "augment"),
     ("train", "--trainer.max_epochs many", "max_epochs"),
     ("train", "--save_dir {a_file}", "a_file"),
