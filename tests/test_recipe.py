@@ -1,4 +1,4 @@
-"""The recipes in configs/ parse and train: a regression guard for configs/quick.yaml."""
+"""The recipes in configs/ parse and train: a regression guard for quick.yaml and long.yaml."""
 
 from pathlib import Path
 
@@ -11,11 +11,12 @@ from petseg.models import ARCHS
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+@pytest.mark.parametrize("config", ["quick.yaml", "long.yaml"])
 @pytest.mark.parametrize("arch", ARCHS)  # one config for both
-def test_quick_config_parses_and_trains_one_step(arch, synthetic_root, tmp_path):
-    quick = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+def test_recipe_config_parses_and_trains_one_step(arch, config, synthetic_root, tmp_path):
+    recipe = yaml.safe_load((CONFIGS / config).read_text())
     argv = [
-        "--config", str(CONFIGS / "quick.yaml"),
+        "--config", str(CONFIGS / config),
         "--arch", arch,
         "--data.root", str(synthetic_root),
         "--data.cache_dir", str(tmp_path / "cache"),
@@ -30,10 +31,10 @@ def test_quick_config_parses_and_trains_one_step(arch, synthetic_root, tmp_path)
     assert train_main(argv) == 0
     saved = yaml.safe_load((tmp_path / "logs" / arch / "version_0" / "config.yaml").read_text())
     for section in ("model", "data"):
-        for key, value in quick[section].items():
+        for key, value in recipe[section].items():
             assert saved[section][key] == value, (section, key)
     for key in ("precision", "max_time"):
-        assert saved["trainer"][key] == quick["trainer"][key], key
+        assert saved["trainer"][key] == recipe["trainer"][key], key
     run = tmp_path / "saved_models" / arch / "version_0"
     assert (run / f"{arch}.pth").is_file()
     assert (run / "test" / "metrics.json").is_file()
