@@ -181,7 +181,7 @@ def test_verbose_is_a_flag_so_verbose_false_is_a_one_line_error(command, capsys)
 
 def test_verbose_true_in_a_config_file_works_like_the_flag(tmp_path, monkeypatch, capsys):
     quieted = []
-    monkeypatch.setattr("petseg.cli.train.quiet_lightning", lambda: quieted.append(True))
+    monkeypatch.setattr("petseg.training.quiet_lightning", lambda: quieted.append(True))
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     argv = ["--save_dir", str(a_file), "--trainer.accelerator", "cpu"]
@@ -200,7 +200,7 @@ CPU_FLAGS = [("avx512f avx512_bf16 amx_bf16 amx_tile", True), ("avx512f avx512_b
 
 @pytest.mark.parametrize(("flags", "amx"), [*CPU_FLAGS, (None, False)])
 def test_cpu_bf16_only_where_it_has_amx(flags, amx, tmp_path, monkeypatch):
-    from petseg.cli import train as train_cli
+    from petseg import precision as train_cli
 
     cpuinfo = tmp_path / "cpuinfo"
     if flags is not None:

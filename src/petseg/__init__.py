@@ -4,6 +4,8 @@ The public API, imported on first use so that ``import petseg`` stays quick:
 
 - ``Segmenter``: load a trained model (``Segmenter.load(path)``) and segment images;
 - ``build_model``, ``load_model``: the plain ``nn.Module``s and rebuilding one from a file;
+- ``train``: train as ``petseg-train`` does, with the same options, and get the run folder and
+  its scores back (``TrainResult``);
 - ``SegmentationModule``, ``PetDataModule``: the LightningModule and LightningDataModule, for
   training from Python with a ``lightning.Trainer``.
 """
@@ -26,6 +28,8 @@ _WHERE = {
     "SegmentationModule": "petseg.module",
     "PetDataModule": "petseg.data.datamodule",
     "PetsegError": "petseg.errors",
+    "train": "petseg.training",
+    "TrainResult": "petseg.training",
 }
 __all__ = sorted(_WHERE)
 

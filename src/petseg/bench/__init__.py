@@ -143,7 +143,7 @@ def _bench(argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``petseg-bench``: print the benchmark table and write it as JSON;
     ``petseg-bench peer ...``: the peer training run."""
-    from petseg.cli import run_command
+    from petseg.console import run_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == [PEER_COMMAND]:

@@ -59,7 +59,7 @@ def plot(curves: dict[str, list[tuple[float, float]]], output: str | Path) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from petseg.cli import command_parser, run_command
+    from petseg.console import command_parser, run_command
 
     def body(argv: list[str] | None) -> int:
         parser = command_parser(PROG, "Validation Dice against wall-clock seconds, one PNG.")

@@ -151,7 +151,7 @@ def _peer(argv: list[str] | None, prog: str) -> int:
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Run the peer; a missing smp or bad data is one line on stderr and exit code 2."""
-    from petseg.cli import run_command
+    from petseg.console import run_command
 
     return run_command(prog, argv, lambda args: _peer(args, prog))
 

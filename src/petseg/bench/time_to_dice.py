@@ -38,9 +38,9 @@ def fast_setup(config: dict[str, Any], root: str, arch: str, epochs: int, cache_
     checkpoints, progress bar, sanity validation or example images. Its ``precision: null``
     becomes what petseg-train picks (``auto_precision``).
     """
-    from petseg.cli.train import auto_precision
     from petseg.data import PetDataModule
     from petseg.module import SegmentationModule
+    from petseg.precision import auto_precision
 
     L.seed_everything(config.get("seed_everything", 42), workers=True)
     module = SegmentationModule(**{**config.get("model", {}), "arch": arch, "log_images": 0})

@@ -102,7 +102,7 @@ def _sample_paths(root: Path, name: str) -> tuple[Path, Path]:
 def parser():
     from jsonargparse.typing import PositiveInt
 
-    from petseg.cli import command_parser
+    from petseg.console import command_parser
 
     parser = command_parser(
         "petseg-synth",
@@ -125,7 +125,7 @@ def _synth(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``petseg-synth ROOT``: write a synthetic dataset in the official layout."""
-    from petseg.cli import run_command
+    from petseg.console import run_command
 
     return run_command("petseg-synth", argv, _synth)
 
