@@ -18,6 +18,18 @@ RUN = Path(
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "oxford-pet-sample"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where PyTorch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """40 trainval + 20 test synthetic images (train 36 / valid 4 / test 20)."""
@@ -62,14 +74,20 @@ def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+# The shared run learns: at lr 1e-2 its validation Dice is about 0.11 after epoch 0 and 0.41
+# after epoch 1 (test Dice about 0.43), so thresholds, TTA and full-resolution scoring change
+# what its checkpoints predict. At the default lr 1e-3 two epochs predict no pet pixel at all.
+LEARNING_LR = "1e-2"
+
+
 @pytest.fixture(scope="session")
 def trained(synthetic_root, tmp_path_factory):
-    """One 2-epoch resnet34_unet run: (its output folder, what it printed)."""
+    """One 2-epoch resnet34_unet run that learns: (its output folder, what it printed)."""
     out = tmp_path_factory.mktemp("run")
     stdout = io.StringIO()
+    argv = train_args(synthetic_root, out, "--arch", "resnet34_unet", "--trainer.max_epochs", "2",
+                      "--model.lr", LEARNING_LR)  # fmt: skip
     with contextlib.redirect_stdout(stdout):
-        code = train_main(
-            train_args(synthetic_root, out, "--arch", "resnet34_unet", "--trainer.max_epochs", "2")
-        )
+        code = train_main(argv)
     assert code == 0
     return out, stdout.getvalue()
