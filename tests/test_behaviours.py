@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
+from test_fast import _off_edge_disagreements, _shapes_on_grey
 
 import petseg
 from conftest import LEARNING_LR, RUN, train_args
@@ -27,7 +28,6 @@ from petseg.data.transforms import eval_transform, train_transform
 from petseg.losses import SegmentationLoss, soft_dice_loss
 from petseg.runs import new_run
 from petseg.tensorboard import epoch_curves, event_files, read_scalars
-from test_fast import _off_edge_disagreements, _shapes_on_grey
 
 
 def _quick(root: Path, tmp_path: Path, *extra: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ def printed_difference(out: str) -> float:
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 def test_export_matches_pytorch_on_real_images_at_any_batch(tiny_pth, tmp_path, capsys, suffix):
     if suffix == ".onnx":
+        pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")
         pytest.importorskip("onnxscript")
     output = tmp_path / f"model{suffix}"
@@ -98,6 +100,7 @@ def test_export_matches_pytorch_on_real_images_at_any_batch(tiny_pth, tmp_path, 
 
 @pytest.mark.slow
 def test_export_of_a_trained_lightning_checkpoint(trained, tmp_path, capsys):
+    pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     ckpt = next((trained[0] / RUN).glob("epoch*.ckpt"))
@@ -165,12 +168,16 @@ def test_bad_output_names_and_images_are_one_line(tiny_pth, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_missing_export_extra_names_the_install(tiny_pth, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+@pytest.mark.parametrize("missing", ["onnx", "onnxscript", "onnxruntime"])
+def test_a_missing_export_extra_names_the_install(tiny_pth, tmp_path, capsys, monkeypatch, missing):
+    # Whether or not the extra is installed: the other two modules present, this one not
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        present = sys.modules.get(name) or types.ModuleType(name)
+        monkeypatch.setitem(sys.modules, name, None if name == missing else present)
     output = tmp_path / "model.onnx"
     assert export_main(["--ckpt", str(tiny_pth), "--output", str(output)]) == 2
     line = one_line_error(capsys)
-    assert "ONNX export needs onnxruntime, which is missing" in line
+    assert f"ONNX export needs {missing}, which is missing" in line
     assert line.endswith("install petseg[export] (pip install onnx onnxruntime onnxscript)")
     assert not output.exists()
 
