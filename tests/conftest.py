@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,48 @@ RUN = Path(
     "saved_models/resnet34_unet/version_0"
 )  # the first run's folder, below --save_dir's parent
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "oxford-pet-sample"
+
+
+# Every test's setup and call are bounded, so that a bug that makes a test hang shows up as a
+# failure (naming the test) instead of a stalled CI job. The suite's slowest test takes about a
+# minute on 2 busy cores; a test marked ``time_limit(seconds)`` gets its own bound.
+TEST_TIME_LIMIT = int(os.environ.get("PETSEG_TEST_TIME_LIMIT", "600"))
+
+
+def _time_limit(item) -> int:
+    marker = item.get_closest_marker("time_limit")
+    return int(marker.args[0]) if marker else TEST_TIME_LIMIT
+
+
+@contextlib.contextmanager
+def _bounded(item, phase: str):
+    limit = _time_limit(item)
+    if limit <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError(f"{item.nodeid} {phase} ran past its {limit} s bound (a hang?)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _bounded(item, "setup"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _bounded(item, "call"):
+        return (yield)
 
 
 def pytest_collection_modifyitems(config, items):

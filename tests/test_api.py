@@ -99,7 +99,7 @@ def _imported_by_help(mains: str, modules: tuple[str, ...]) -> list[str]:
         "    except SystemExit: pass\n"
         f"print([m for m in {modules!r} if m in sys.modules])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return ast.literal_eval(done.stdout.strip().splitlines()[-1])
 
