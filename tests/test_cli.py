@@ -19,7 +19,7 @@ from petseg.cli import test_main as petseg_test
 from petseg.cli import train_main
 from petseg.errors import PetsegError
 from petseg.models import build_model
-from petseg.tensorboard import epoch_curves, event_files
+from petseg.tensorboard import epoch_curves, event_files, read_scalars
 
 BIN = Path(sys.executable).parent
 
@@ -137,6 +137,8 @@ def test_resume_last_continues_the_same_run(trained, synthetic_root, tmp_path):
     assert sorted(p.name for p in logs.iterdir()) == ["version_0"]
     curves = epoch_curves(logs / "version_0")
     assert [epoch for epoch, _ in curves["val/dice"]] == [0, 1, 2]  # one continuous run
+    resumed = read_scalars(event_files(logs / "version_0")[-1])  # what the resume logged
+    assert {int(v) for _, v in resumed["epoch"]} == {2}  # it continued; it did not start over
     assert (logs / "version_0" / "config.yaml").is_file()
     assert (logs / "version_0" / "config-resume1.yaml").is_file()  # the first one is kept
 
