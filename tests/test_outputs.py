@@ -71,12 +71,15 @@ def test_overlays_are_drawn_from_the_evaluation_logits(trained, synthetic_root, 
     assert len(write_overlays(tmp_path, dataset, evaluation, seg)) == 6
 
 
-def test_report_overlays_best_and_worst(report):
+def test_report_overlays_best_and_worst(report, synthetic_root):
     pngs = sorted((report / "overlays").glob("*.png"))
     assert len([p for p in pngs if p.name.startswith("best_")]) == 8
     assert len([p for p in pngs if p.name.startswith("worst_")]) == 8
-    with Image.open(pngs[0]) as img:
-        assert img.mode == "RGB" and img.width > 3 * img.height  # image | truth | prediction
+    name = pngs[0].stem.split("_", 2)[2].rsplit("_dice", 1)[0]  # best_01_<name>_dice0.812
+    with Image.open(synthetic_root / "images" / f"{name}.jpg") as source:
+        width, height = source.size
+    with Image.open(pngs[0]) as img:  # image | truth | prediction, at the image's own size
+        assert img.mode == "RGB" and img.width >= 3 * width and img.height >= height
 
 
 def test_predict_masks_at_original_size_and_skips_non_images(trained, tmp_path, capsys):
