@@ -22,6 +22,8 @@ from datetime import date
 from pathlib import Path
 
 PEER_COMMAND = "peer"
+DEVICE_COMMAND = "device"
+REHEARSE_COMMAND = "rehearse"
 # The checkout's configs/fast.yaml, the file petseg-train --config reads (src/petseg/bench/ is
 # three folders below the checkout).
 FAST_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "fast.yaml"
@@ -102,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petseg-bench",
         description=__doc__.split("\n")[0],
-        epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer).",
+        epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer); "
+        f"petseg-bench {DEVICE_COMMAND} --help: the one-call GPU check (petseg.bench.device).",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--image_size", type=int, default=256)
@@ -142,7 +145,8 @@ def _bench(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``petseg-bench``: print the benchmark table and write it as JSON;
-    ``petseg-bench peer ...``: the peer training run."""
+    ``petseg-bench peer ...``: the peer training run; ``petseg-bench device ...``: the GPU
+    check."""
     from petseg.console import run_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -150,4 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         from petseg.bench import peer
 
         return peer.main(argv[1:], prog=f"petseg-bench {PEER_COMMAND}")
+    if argv[:1] == [DEVICE_COMMAND]:
+        from petseg.bench import device
+
+        return device.main(argv[1:], prog=f"petseg-bench {DEVICE_COMMAND}")
     return run_command("petseg-bench", argv, _bench)
