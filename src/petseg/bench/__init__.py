@@ -105,7 +105,9 @@ def parser() -> argparse.ArgumentParser:
         prog="petseg-bench",
         description=__doc__.split("\n")[0],
         epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer); "
-        f"petseg-bench {DEVICE_COMMAND} --help: the one-call GPU check (petseg.bench.device).",
+        f"petseg-bench {DEVICE_COMMAND} --help: the one-call GPU check (petseg.bench.device); "
+        f"petseg-bench {REHEARSE_COMMAND} --help: a full-size rehearsal dataset "
+        "(petseg.bench.rehearse).",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--image_size", type=int, default=256)
@@ -146,7 +148,7 @@ def _bench(argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``petseg-bench``: print the benchmark table and write it as JSON;
     ``petseg-bench peer ...``: the peer training run; ``petseg-bench device ...``: the GPU
-    check."""
+    check; ``petseg-bench rehearse DIR``: a full-size rehearsal dataset."""
     from petseg.console import run_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -158,4 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         from petseg.bench import device
 
         return device.main(argv[1:], prog=f"petseg-bench {DEVICE_COMMAND}")
+    if argv[:1] == [REHEARSE_COMMAND]:
+        from petseg.bench import rehearse
+
+        return rehearse.main(argv[1:], prog=f"petseg-bench {REHEARSE_COMMAND}")
     return run_command("petseg-bench", argv, _bench)

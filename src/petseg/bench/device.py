@@ -336,7 +336,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=None, help="default 64 (dry run 10)")
     parser.add_argument("--steps", type=int, default=None, help="steps of each throughput run")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the time-to-Dice run")
-    parser.add_argument("--budget_s", type=float, default=420.0, help="wall-time budget (default: %(default)s s)")
+    parser.add_argument(
+        "--budget_s", type=float, default=420.0, help="wall-time budget (default: %(default)s s)"
+    )
     parser.add_argument("--reserve_s", type=float, default=60.0,
                         help="a run starts only with this much of the budget left")  # fmt: skip
     parser.add_argument("--output", default="device.json", help="the JSON results")
