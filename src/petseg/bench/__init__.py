@@ -24,6 +24,7 @@ from pathlib import Path
 PEER_COMMAND = "peer"
 DEVICE_COMMAND = "device"
 REHEARSE_COMMAND = "rehearse"
+CURVE_COMMAND = "learning-curve"
 # The checkout's configs/fast.yaml, the file petseg-train --config reads (src/petseg/bench/ is
 # three folders below the checkout).
 FAST_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "fast.yaml"
@@ -107,7 +108,8 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer); "
         f"petseg-bench {DEVICE_COMMAND} --help: the one-call GPU check (petseg.bench.device); "
         f"petseg-bench {REHEARSE_COMMAND} --help: a full-size rehearsal dataset "
-        "(petseg.bench.rehearse).",
+        "(petseg.bench.rehearse); "
+        f"petseg-bench {CURVE_COMMAND} --help: fit and plot a learning curve.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--image_size", type=int, default=256)
@@ -148,10 +150,15 @@ def _bench(argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``petseg-bench``: print the benchmark table and write it as JSON;
     ``petseg-bench peer ...``: the peer training run; ``petseg-bench device ...``: the GPU
-    check; ``petseg-bench rehearse DIR``: a full-size rehearsal dataset."""
+    check; ``petseg-bench rehearse DIR``: a full-size rehearsal dataset;
+    ``petseg-bench learning-curve ...``: a learning curve."""
     from petseg.console import run_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [CURVE_COMMAND]:
+        from petseg.bench import learning_curve
+
+        return learning_curve.main(argv[1:])
     if argv[:1] == [PEER_COMMAND]:
         from petseg.bench import peer
 
