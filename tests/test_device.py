@@ -38,6 +38,9 @@ def test_dry_run_trains_every_path_and_writes_one_json(tmp_path, capsys):
     dice = result["time_to_dice"]
     assert dice["epochs_run"] == 2 and len(dice["val_dice"]) == 2
     assert 0 <= dice["test_dice"] <= 1 and dice["finite"]
+    # a target counts as reached exactly when an epoch's validation Dice reached it
+    reached = {str(t) for t in (0.85, 0.90, 0.95) if max(dice["val_dice"]) >= t}
+    assert set(dice["seconds_to_val_dice"]) == reached
     assert result["ok"] is (code == 0) and code == 0
     assert "all checks passed: True" in capsys.readouterr().out
     # the data travelled with the check: generated in the work folder

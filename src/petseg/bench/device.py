@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import platform
@@ -184,15 +185,21 @@ def throughput_run(s: Settings, arch: str, precision: str, path: str, root: Path
     options["trainer"] |= {"max_steps": s.steps, "limit_val_batches": 0}
     meter = StepMeter(s.warmup)
     start = time.perf_counter()
-    with compile_backend(s.compile_backend):
-        train(options, callbacks=[meter], test=False)
-    device = torch.device("cuda" if s.accelerator == "gpu" else "cpu")
-    return {
-        "precision": s.precision(precision),
-        "path": path,
-        "wall_s": time.perf_counter() - start,
-        **meter.summary(device),
-    }
+    try:
+        with compile_backend(s.compile_backend):
+            train(options, callbacks=[meter], test=False)
+        device = torch.device("cuda" if s.accelerator == "gpu" else "cpu")
+        return {
+            "precision": s.precision(precision),
+            "path": path,
+            "wall_s": time.perf_counter() - start,
+            **meter.summary(device),
+        }
+    finally:  # the next run starts from an empty compile cache and free GPU memory
+        torch._dynamo.reset()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def dice_run(s: Settings, root: Path, work: Path, max_s: float) -> dict[str, Any]:
