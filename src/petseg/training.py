@@ -212,9 +212,11 @@ class TrainCLI(LightningCLI):
         except Exception as err:
             if self.resume is None:
                 discard_if_unused(self.run)  # a Trainer that cannot start leaves no folders
-            if isinstance(err, (ValueError, TypeError, MisconfigurationException)):
+            if isinstance(err, (ValueError, TypeError, ImportError, MisconfigurationException)):
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
-                raise PetsegError(f"the --trainer options do not work together: {first}") from None
+                raise PetsegError(
+                    f"the Trainer cannot start with these --trainer options: {first}"
+                ) from None
             raise
 
     def _claim_run(self) -> Run:
