@@ -1,8 +1,10 @@
 """Stopping a training run with SIGINT (Ctrl+C) or SIGTERM (``kill``, a scheduler's end of job).
 
-During the training epochs the first signal is obeyed at the next step boundary: ``last.ckpt``
-is written there (atomically, so the previous one survives until the new one is whole) and
-``TrainingInterrupted`` is raised. A second signal, or one before training starts or after it
+During the training epochs the first signal is obeyed at the next step boundary:
+``TrainingInterrupted`` is raised there, with ``last.ckpt`` as of the last finished epoch (so
+that the resumed run repeats the uninterrupted one exactly), or written at that step when no
+epoch has finished yet (written atomically: a previous file survives until the new one is
+whole). A second signal, or one before training starts or after it
 ends, raises at once. ``petseg-train`` prints one line saying how to resume and exits with
 128 + the signal's number; nothing claims success.
 
@@ -106,17 +108,21 @@ class SignalGuard(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
-        self._stop_if_asked(trainer)
+        # Mid-epoch, the last epoch's last.ckpt is kept when there is one: resuming from it
+        # repeats exactly what an uninterrupted run does (the data order of an epoch cannot be
+        # resumed halfway); without one, a mid-epoch checkpoint beats losing the work.
+        self._stop_if_asked(trainer, save=not self.last.is_file())
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._where = f"at the end of epoch {trainer.current_epoch}"
-        self._stop_if_asked(trainer)
+        self._stop_if_asked(trainer, save=True)
 
-    def _stop_if_asked(self, trainer: L.Trainer) -> None:
+    def _stop_if_asked(self, trainer: L.Trainer, save: bool) -> None:
         if not self.received or not self.armed:
             return
         self.armed = False  # a signal during the save below stops at once
-        trainer.save_checkpoint(self.last)
+        if save:
+            trainer.save_checkpoint(self.last)
         raise TrainingInterrupted(self.received[0], self.last, self._where)
 
 

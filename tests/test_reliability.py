@@ -1,0 +1,222 @@
+"""Reliability: a run writes and deletes only inside its own folders, checkpoints land whole,
+signals and full disks stop a run with a resumable last.ckpt and one line saying so."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import RUN, train_args
+from petseg.checkpoint_io import RunCheckpointIO, is_run_file, sanitise_callback_paths
+from petseg.checkpoints import TMP_SUFFIX, atomic_save, remove_stale_temporaries
+from petseg.cli import train_main
+from petseg.errors import PetsegError
+from petseg.interrupts import SignalGuard, TrainingInterrupted
+from petseg.segmenter import Segmenter
+
+BIN = Path(sys.executable).parent
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return list(folder.rglob(f"*{TMP_SUFFIX}"))
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path) -> Path:
+    """A copy of the session's 2-epoch run (its saved_models/ and logs/) under tmp_path/copy."""
+    shutil.copytree(trained[0], tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_resume_from_a_crafted_checkpoint_deletes_nothing_outside_the_run(
+    run_copy, synthetic_root, tmp_path, capsys
+):
+    run = run_copy / RUN
+    victims = [tmp_path / "victim.ckpt", tmp_path / "target.ckpt", tmp_path / "absolute.ckpt"]
+    for victim in victims:
+        victim.write_text("a file outside the run")
+    (run / "link.ckpt").symlink_to(victims[1])
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    dotdot = f"{run}/../../../../victim.ckpt"  # lies under the run folder for Path.parents
+    states = [s for k, s in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert len(states) == 2
+    for state in states:  # what a crafted or carried checkpoint may say
+        state["best_model_path"] = dotdot
+        state["last_model_path"] = str(victims[2])
+        state["kth_best_model_path"] = str(run / "link.ckpt")
+        state["best_k_models"] = {dotdot: torch.tensor(0.99), str(run / "link.ckpt"): 0.98}
+    crafted = run / "crafted.ckpt"
+    torch.save(ckpt, crafted)  # plain values only: it passes weights_only=True
+
+    argv = train_args(synthetic_root, run_copy, "--trainer.max_epochs", "4",
+                      "--ckpt_path", str(crafted))  # fmt: skip
+    assert train_main(argv) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "outside the run folder" in line]
+    assert len(warnings) == 1 and "ignored" in warnings[0] and "victim.ckpt" in warnings[0]
+    for victim in victims:
+        assert victim.read_text() == "a file outside the run", victim
+    assert (run / "link.ckpt").is_symlink()  # not even the link inside the run was followed
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_only_plain_ckpt_names_directly_in_the_run_folder_are_run_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (run / "sub").mkdir()
+    (run / "link.ckpt").symlink_to(tmp_path / "elsewhere")
+    (run / "dirlink").symlink_to(tmp_path / "elsewhere")
+    assert is_run_file(str(run / "epoch001.ckpt"), run)
+    for bad in [f"{run}/../run/x.ckpt", f"{run}/sub/../../x.ckpt", str(tmp_path / "x.ckpt"),
+                "x.ckpt", str(run / "sub" / "x.ckpt"), str(run / "link.ckpt"),
+                str(run / "dirlink" / "x.ckpt"), str(run / "notes.txt"), "", 7, None]:  # fmt: skip
+        assert not is_run_file(bad, run), bad
+    state = {"best_model_path": str(run / "a.ckpt"), "best_model_score": torch.tensor(0.5),
+             "best_k_models": {str(run / "a.ckpt"): torch.tensor(0.5), "/x.ckpt": 0.9},
+             "dirpath": str(run)}  # fmt: skip
+    ckpt = {"callbacks": {"ModelCheckpoint{}": state, "Timer": {"time_elapsed": {}},
+                          "ModelCheckpoint{'x'}": {"best_model_score": "junk"}}}  # fmt: skip
+    assert sanitise_callback_paths(ckpt, run) == [
+        "/x.ckpt",
+        "ModelCheckpoint{'x'}: malformed state",
+    ]
+    assert ckpt["callbacks"]["ModelCheckpoint{}"]["best_k_models"] == {
+        str(run / "a.ckpt"): torch.tensor(0.5)
+    }
+    assert "ModelCheckpoint{'x'}" not in ckpt["callbacks"] and "Timer" in ckpt["callbacks"]
+
+
+class _Interrupted(BaseException):
+    """Stands for a kill arriving in the middle of a write."""
+
+
+def _dying_save(obj, f, *args, **kwargs):
+    f.write(b"PK\x03\x04 the first bytes of a checkpoint")
+    raise _Interrupted
+
+
+@pytest.mark.parametrize("fault", ["kill", "full", "read_only"])
+def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(
+    tmp_path, monkeypatch, fault
+):
+    last = tmp_path / "run" / "last.ckpt"
+    atomic_save({"epoch": 1}, last)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "elsewhere"))  # never used: may be another disk
+    if fault == "kill":
+        monkeypatch.setattr(torch, "save", _dying_save)
+        with pytest.raises(_Interrupted):
+            atomic_save({"epoch": 2}, last)
+    else:
+        code = errno.ENOSPC if fault == "full" else errno.EROFS
+
+        def failing_fsync(fd):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(PetsegError) as err:
+            atomic_save({"epoch": 2}, last)
+        message = str(err.value)
+        assert f"the folder {last.parent} " in message and "\n" not in message
+        assert ("is full" if fault == "full" else "read-only") in message
+    assert torch.load(last, weights_only=True) == {"epoch": 1}
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_checkpoints_are_staged_in_their_own_folder(tmp_path, monkeypatch):
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append(Path(a)), real_replace(a, b)))
+    RunCheckpointIO(tmp_path).save_checkpoint({"epoch": 3}, tmp_path / "last.ckpt")
+    (staged,) = renames
+    assert staged.parent == tmp_path and staged.name.startswith(".last.ckpt.")
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"epoch": 3}
+    # a temporary file of a killed process is removed, one of a live process kept
+    dead = tmp_path / f".last.ckpt.999999999.abcd{TMP_SUFFIX}"
+    live = tmp_path / f".last.ckpt.{os.getppid()}.abcd{TMP_SUFFIX}"
+    dead.write_bytes(b"partial")
+    live.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert live.exists()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["full", "read_only"])
+def test_a_disk_that_fills_mid_run_stops_in_one_line_with_last_ckpt_whole(
+    synthetic_root, tmp_path, monkeypatch, capsys, code
+):
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # epoch 0 wrote its two files; the disk fills in epoch 1
+            f.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(code, os.strerror(code))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    argv = train_args(synthetic_root, tmp_path, "--arch", "unet", "--trainer.max_epochs", "3")
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    run = tmp_path / "saved_models" / "unet" / "version_0"
+    assert err.count("\n") == 1 and "petseg-train: error: cannot write " in err
+    assert f"the folder {os.path.realpath(run)} " in err
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not _temporaries(tmp_path)
+    files = sorted(run.glob("*.ckpt"))
+    assert len(files) == 2  # epoch 0's best and last, whole
+    for path in files:
+        assert torch.load(path, weights_only=True)["epoch"] == 0
+
+
+def test_the_signal_guard_stops_at_once_outside_training(tmp_path):
+    guard = SignalGuard(tmp_path / "last.ckpt")
+    with pytest.raises(TrainingInterrupted) as stop, guard:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert stop.value.exit_code == 128 + signal.SIGTERM and stop.value.last is None
+    assert "nothing to resume" in stop.value.line("petseg-train")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handlers are restored
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_run_leaves_a_resumable_last_ckpt_and_a_nonzero_status(
+    synthetic_root, tmp_path, signum
+):
+    argv = train_args(synthetic_root, tmp_path, "--arch", "unet", "--trainer.max_epochs", "500")
+    proc = subprocess.Popen([BIN / "petseg-train", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    last = tmp_path / "saved_models" / "unet" / "version_0" / "last.ckpt"
+    deadline = time.monotonic() + 180
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("petseg-train: ")]
+    assert len(lines) == 1 and signal.Signals(signum).name in lines[0], err[-2000:]
+    assert f"--ckpt_path {last}" in lines[0] and "Traceback" not in err
+    assert "best checkpoint" not in out  # nothing claims success
+    assert not _temporaries(tmp_path)
+    epoch = torch.load(last, weights_only=True)["epoch"]
+    resumed = train_args(synthetic_root, tmp_path, "--arch", "unet", "--trainer.max_epochs",
+                         str(epoch + 2), "--ckpt_path", str(last))  # fmt: skip
+    assert train_main(resumed) == 0
+    assert torch.load(last, weights_only=True)["epoch"] == epoch + 1
+
+
+def test_segmenter_load_checks_its_threshold(trained):
+    ckpt = trained[0] / RUN / "last.ckpt"
+    for bad in (0, 1, 1.5, -0.1, float("nan"), "0.5", True):
+        with pytest.raises(PetsegError, match="threshold"):
+            Segmenter.load(ckpt, threshold=bad, device="cpu")
+    assert Segmenter.load(ckpt, threshold=0.3, device="cpu").threshold == 0.3
