@@ -3,6 +3,7 @@ signals and full disks stop a run with a resumable last.ckpt and one line saying
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import shutil
@@ -12,15 +13,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import petseg.predict as predict_module
 from conftest import RUN, train_args
 from petseg.checkpoint_io import RunCheckpointIO, is_run_file, sanitise_callback_paths
 from petseg.checkpoints import TMP_SUFFIX, atomic_save, remove_stale_temporaries
-from petseg.cli import train_main
+from petseg.cli import predict_main, train_main
+from petseg.data.dataset import split_names
 from petseg.errors import PetsegError
 from petseg.interrupts import SignalGuard, TrainingInterrupted
+from petseg.report import _fit
 from petseg.segmenter import Segmenter
 
 BIN = Path(sys.executable).parent
@@ -220,3 +226,106 @@ def test_segmenter_load_checks_its_threshold(trained):
         with pytest.raises(PetsegError, match="threshold"):
             Segmenter.load(ckpt, threshold=bad, device="cpu")
     assert Segmenter.load(ckpt, threshold=0.3, device="cpu").threshold == 0.3
+
+
+@pytest.fixture
+def data_copy(synthetic_root, tmp_path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("../../etc/passwd 1 1 1", "line 3: '../../etc/passwd' is not an image name"),
+        ("/etc/passwd 1 1 1", "line 3: '/etc/passwd' is not an image name"),
+        ("sub/Synthetic_1 1 1 1", "line 3: 'sub/Synthetic_1' is not an image name"),
+        ("Synthetic_1 1 1 1", "lists 'Synthetic_1' twice (lines 1 and 3)"),
+    ],
+    ids=["parent", "absolute", "folder", "duplicate"],
+)
+def test_split_lists_name_images_in_images_only_once(data_copy, line, message):
+    split = data_copy / "annotations" / "trainval.txt"
+    lines = split.read_text().splitlines()
+    assert lines[0].startswith("Synthetic_1 ")
+    split.write_text("\n".join([*lines[:2], line, *lines[2:]]) + "\n")
+    with pytest.raises(PetsegError) as err:
+        split_names(data_copy, "train")
+    assert f"split file {split} " in str(err.value) and message in str(err.value)
+
+
+def test_images_in_both_trainval_and_test_are_counted_in_a_warning(data_copy):
+    test_list = data_copy / "annotations" / "test.txt"
+    trainval = (data_copy / "annotations" / "trainval.txt").read_text().splitlines()
+    test_list.write_text(test_list.read_text() + "\n".join(trainval[:3]) + "\n")
+    with pytest.warns(UserWarning, match=r"3 image\(s\) are listed in both .* test.txt"):
+        split_names(data_copy, "test")
+
+
+def _inputs(tmp_path: Path, names: list[str]) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((20 + i, 24, 3), 40 * i, np.uint8)).save(folder / name)
+    return folder
+
+
+def test_predict_refuses_names_the_output_cannot_hold_before_writing(trained, tmp_path, capsys):
+    folder = _inputs(tmp_path, ["cat.png", "c" * 245 + ".png"])  # fits; "_overlay.png" does not
+    out = tmp_path / "out"
+    argv = ["--ckpt", str(trained[0] / RUN / "last.ckpt"), str(folder), "--output", str(out)]
+    assert predict_main([*argv, "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "1 input name(s) are too long for --output" in line and "c" * 245 in line
+    assert not out.exists()
+
+
+def test_predict_stopped_midway_leaves_whole_files_and_an_index_of_every_input(
+    trained, tmp_path, monkeypatch
+):
+    folder = _inputs(tmp_path, ["a.png", "b.png", "c.png"])
+    out = tmp_path / "out"
+    real, calls = predict_module._save_png, []
+
+    def save_png(image, path):
+        calls.append(path)
+        if len(calls) == 2:
+            Path(path).write_bytes(b"\x89PNG half")  # a kill in the middle of the write
+            raise KeyboardInterrupt
+        real(image, path)
+
+    monkeypatch.setattr(predict_module, "_save_png", save_png)
+    argv = ["--ckpt", str(trained[0] / RUN / "last.ckpt"), str(folder), "--output", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        predict_main([*argv, "--device", "cpu"])
+    with (out / "index.csv").open() as f:
+        rows = {Path(r["input"]).name: r for r in csv.DictReader(f)}
+    assert sorted(rows) == ["a.png", "b.png", "c.png"]
+    assert rows["a.png"]["overlay"] and not rows["b.png"]["overlay"]
+    assert rows["c.png"]["error"] == "not written: the run stopped first"
+    assert not (out / "b_overlay.png").exists()  # not half of one under the real name
+    assert not list(out.rglob("*petseg-tmp*"))
+    with Image.open(out / "a_overlay.png") as image:
+        image.load()
+
+
+def test_report_overlay_names_fit_the_folder():
+    assert _fit("Abyssinian_1", 200) == "Abyssinian_1"
+    cut = _fit("é" * 200, 101)  # two bytes each: cut between characters, never inside one
+    assert cut == "é" * 50 and len(cut.encode()) <= 101
+
+
+def test_a_yaml_config_that_expands_to_gigabytes_is_refused(synthetic_root, tmp_path, capsys):
+    lines = ["a: &a [" + ", ".join(["x"] * 9) + "]"]
+    for level in range(1, 10):  # 9 ** 10 values once expanded, from a file of under 1 kB
+        prev, name = chr(ord("a") + level - 1), chr(ord("a") + level)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 1000
+    argv = train_args(synthetic_root, tmp_path, "--config", str(bomb))
+    assert train_main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert "a YAML config expands to more than 100000 values" in line
+    assert not (tmp_path / "saved_models").exists()

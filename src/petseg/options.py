@@ -162,3 +162,56 @@ def check_trainer_options(trainer: Mapping[str, Any]) -> None:
     for name, (valid, expected) in _TRAINER_RANGES.items():
         if name in trainer and not valid(trainer[name]):
             raise PetsegError(f"--trainer.{name} {trainer[name]!r} is out of range; use {expected}")
+
+
+MAX_YAML_NODES = 100_000  # a petseg config has a few hundred; aliases may expand one to billions
+
+
+def bounded_yaml_load(stream: Any) -> Any:
+    """jsonargparse's YAML loader, but a document whose aliases expand to more than
+    ``MAX_YAML_NODES`` nodes (a "billion laughs" file of a few hundred bytes) is refused before
+    anything expands it (the parser copies and dumps configs, which would expand it in memory)."""
+    from jsonargparse._loaders_dumpers import yaml_load
+
+    if isinstance(stream, str) and "*" in stream:  # only aliases can expand
+        nodes = _expanded_nodes(stream)
+        if nodes > MAX_YAML_NODES:
+            raise PetsegError(
+                f"a YAML config expands to more than {MAX_YAML_NODES} values through its "
+                "aliases (&name / *name); write the values out or use fewer aliases"
+            )
+    return yaml_load(stream)
+
+
+def _expanded_nodes(text: str) -> int:
+    """How many nodes the YAML ``text`` holds once every alias is expanded (without expanding)."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return 0  # not for this check to judge: the real loader reports it
+    if root is None:
+        return 0
+    size: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:  # post-order, iteratively: nesting depth costs no recursion
+        node, children_done = stack.pop()
+        if id(node) in size:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            size[id(node)] = 1
+            continue
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        if children_done:
+            size[id(node)] = 1 + sum(size.get(id(c), 0) for c in children)
+            if size[id(node)] > MAX_YAML_NODES:
+                return size[id(node)]
+        else:
+            stack.append((node, True))
+            stack += [(c, False) for c in children if id(c) not in size]
+    return size[id(root)]

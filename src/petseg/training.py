@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from jsonargparse import set_loader
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -32,7 +33,7 @@ from petseg.errors import PetsegError
 from petseg.interrupts import SignalGuard
 from petseg.models import Arch
 from petseg.module import SegmentationModule
-from petseg.options import check_trainer_options
+from petseg.options import bounded_yaml_load, check_trainer_options
 from petseg.precision import auto_precision
 from petseg.quiet import quiet_lightning
 from petseg.runs import (
@@ -307,6 +308,7 @@ def train(
         >>> result.run.ckpt_dir, result.best_val_dice, result.test["dice"]
     """
     argv = as_arguments(args) if isinstance(args, Mapping) else list(args)
+    set_loader("yaml", bounded_yaml_load)  # a small config must not expand to gigabytes
     verbosity = _verbosity if _verbosity is not None else {"verbose": False}
     cli = TrainCLI(
         SegmentationModule,

@@ -60,7 +60,7 @@ def _predict(argv: list[str] | None) -> int:
     seg = Segmenter.load(args.ckpt, threshold=threshold, device=device, tta=args.tta,
                          batch_size=args.batch_size, postprocess=args.postprocess)  # fmt: skip
     check_writable_dir(output, "--output")  # made once the model loads: a bad one leaves none
-    failed = predict_files(seg, jobs, output)
+    failed = predict_files(seg, jobs, output, missing=missing)
     for error in missing + failed:
         print(f"petseg-predict: skipped {error}", file=sys.stderr)
     print(f"wrote masks and overlays of {len(jobs) - len(failed)} image(s) to {output}; "

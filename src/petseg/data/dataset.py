@@ -65,12 +65,44 @@ def read_split_file(path: str | Path) -> list[str]:
             f"split file {path} is not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); "
             "restore the official file from annotations.tar.gz"
         ) from None
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
+    numbered = [(i, line.split()[0]) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    first_line: dict[str, int] = {}
+    for number, name in numbered:
+        if not _is_plain_name(name):
+            raise PetsegError(
+                f"split file {path} line {number}: {name[:80]!r} is not an image name (a name "
+                "in images/, without folders, '..' or an absolute path); fix that line"
+            )
+        if name in first_line:
+            raise PetsegError(
+                f"split file {path} lists {name!r} twice (lines {first_line[name]} and {number}): "
+                "an image listed twice trains twice or lands in train and valid; remove the repeat"
+            )
+        first_line[name] = number
+    return [name for _, name in numbered]
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name of images/ without its suffix: no folder, no parent, nothing absolute."""
+    return name not in (".", "..") and not any(sep in name for sep in ("/", "\\", "\0"))
 
 
 def split_names(root: str | Path, split: str) -> list[str]:
-    """Image names of ``split``: valid is trainval line i where i % 10 == 0, train the rest."""
+    """Image names of ``split``: valid is trainval line i where i % 10 == 0, train the rest.
+
+    Names listed in both trainval.txt and test.txt are kept, with a warning that counts them:
+    the test scores are then not on unseen images.
+    """
     names = read_split_file(split_file(root, split))
+    other = split_file(root, "train" if split == "test" else "test")
+    if other.is_file():
+        both = set(names) & set(read_split_file(other))
+        if both:
+            warnings.warn(
+                f"{len(both)} image(s) are listed in both annotations/trainval.txt and test.txt "
+                f"under {root} (e.g. {min(both)}): test scores are not on unseen images",
+                stacklevel=2,
+            )
     if split == "valid":
         return [n for i, n in enumerate(names) if i % VALID_EVERY == 0]
     if split == "train":
