@@ -329,3 +329,17 @@ def test_a_yaml_config_that_expands_to_gigabytes_is_refused(synthetic_root, tmp_
     (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
     assert "a YAML config expands to more than 100000 values" in line
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(trained, tmp_path, capsys):
+    folder = _inputs(tmp_path, ["small.png"])
+    Image.new("L", (8000, 7000)).save(folder / "huge.png")  # 56 MP in a few kB
+    out = tmp_path / "out"
+    argv = ["--ckpt", str(trained[0] / RUN / "last.ckpt"), str(folder), "--output", str(out)]
+    assert predict_main([*argv, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    (line,) = [line for line in err if line.startswith("petseg-predict: ")]
+    assert line.startswith("petseg-predict: skipped image ") and "8000x7000 (56 megapixels)" in line
+    with (out / "index.csv").open() as f:
+        rows = {Path(r["input"]).name: r for r in csv.DictReader(f)}
+    assert rows["small.png"]["mask"] and "megapixels" in rows["huge.png"]["error"]

@@ -161,6 +161,7 @@ CASES = [
     ("train", "--model.log_images -1", 'key "model.log_images"'),
     ("train", "--model.base_channels 100000", 'key "model.base_channels"'),
     ("train", "--data.num_workers -1", 'key "data.num_workers"'),
+    ("train", "--data.train_limit 0", 'key "data.train_limit"'),
     ("train", "--trainer.max_epochs -5", "--trainer.max_epochs -5 is out of range"),
     ("train", "--trainer.min_epochs -1", "--trainer.min_epochs"),
     ("train", "--trainer.max_steps -2", "--trainer.max_steps"),
