@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from petseg.checkpoints import atomic_save
@@ -56,7 +57,7 @@ class RunCheckpointIO(TorchCheckpointIO):
         kwargs = {} if map_location is None else {"map_location": map_location}
         checkpoint = super().load_checkpoint(path, weights_only=weights_only, **kwargs)
         ignored = sanitise_callback_paths(checkpoint, self.run_dir)
-        if ignored:
+        if ignored and rank_zero_only.rank == 0:
             shown = ", ".join(repr(p) for p in ignored[:3])
             more = f" and {len(ignored) - 3} more" if len(ignored) > 3 else ""
             self.report(

@@ -99,6 +99,11 @@ class SignalGuard(Callback):
 
     # The Trainer registers its own SIGTERM handler when fit starts; this takes over again.
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            # Several processes: a checkpoint at a step boundary is a collective that one
+            # process alone must not start, so every process stops at once (Lightning passes
+            # SIGTERM on to the others) and the last finished epoch's last.ckpt stays.
+            return
         self._install()
         self.armed = True
 
