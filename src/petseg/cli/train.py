@@ -14,7 +14,7 @@ def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
     from petseg.training import train
 
     try:
-        train(sys.argv[1:] if argv is None else argv, _verbosity=verbosity)
+        train(argv, _verbosity=verbosity)
     except TrainingInterrupted as stop:
         print(stop.line("petseg-train"), file=sys.stderr, flush=True)
         return stop.exit_code
