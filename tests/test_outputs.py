@@ -106,7 +106,9 @@ def test_predict_masks_at_original_size_and_skips_non_images(trained, tmp_path, 
             assert overlay.size == size and overlay.mode == "RGB"
     assert len(list(out.glob("*_mask.png"))) == 3
     with (out / "index.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 3
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and sum(bool(r["mask"]) for r in rows) == 3  # every input is listed
+    assert [r["error"] for r in rows if not r["mask"]] == [err[0].split("skipped ", 1)[1]]
 
 
 def test_predict_never_maps_two_inputs_to_one_output(trained, tmp_path, capsys):

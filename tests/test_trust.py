@@ -3,6 +3,7 @@ names the file or option, with a nonzero exit and every earlier file left as it 
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -68,15 +69,39 @@ def files(trained, synthetic_root, tmp_path_factory) -> dict[str, str]:
     )
     (tmp / "events").mkdir()
     (tmp / "events" / "events.out.tfevents.1.host").write_bytes(os.urandom(64))
+    edited = {}  # checkpoints whose metadata was edited: (section, field, value)
+    for name, section, field, value in EDITED:
+        edited[name] = tmp / f"{name}.ckpt"
+        bad = copy.deepcopy(ckpt)
+        bad[section][field] = value
+        torch.save(bad, edited[name])
+    weights = torch.load(trained[0] / RUN / "resnet34_unet.pth", weights_only=True)
+    edited["pth_threshold"] = tmp / "pth_threshold.pth"
+    torch.save({**weights, "threshold": 7.0}, edited["pth_threshold"])
+    edited["pth_options"] = tmp / "pth_options.pth"
+    torch.save({**weights, "model_options": {"depth": 99}}, edited["pth_options"])
     wide = tmp / "wide.ckpt"
     ckpt["hyper_parameters"]["base_channels"] = 16
     torch.save(ckpt, wide)
     return {
+        **{k: str(v) for k, v in edited.items()},
         "tmp": str(tmp), "root": str(synthetic_root), "ckpt": str(real),
         "marker": str(marker), "wide": str(wide), **{k: str(v) for k, v in roots.items()},
         **{key: str(tmp / name) for key, name in NAMED.items()},
     }  # fmt: skip
 
+
+# (name, section, field, value): a checkpoint whose metadata was edited, one field each
+EDITED = [
+    ("meta_threshold", "hyper_parameters", "threshold", 1.5),
+    ("meta_threshold_str", "hyper_parameters", "threshold", "0.5"),
+    ("meta_size", "datamodule_hyper_parameters", "image_size", 8),
+    ("meta_huge", "datamodule_hyper_parameters", "image_size", 10**9),
+    ("meta_arch", "hyper_parameters", "arch", "segformer"),
+    ("meta_width", "hyper_parameters", "base_channels", 10**6),
+    ("meta_bool", "hyper_parameters", "base_channels", True),
+    ("meta_bilinear", "hyper_parameters", "bilinear", "yes"),
+]
 
 TRAIN = ("--data.root {root} --data.image_size 32 --data.batch_size 4 --data.num_workers 0 "
          "--model.base_channels 8 --trainer.accelerator cpu --trainer.max_epochs 1 "
@@ -89,19 +114,19 @@ EXPORT = "--ckpt {ckpt} --output {tmp}/exported.pt2"
 CASES = [
     ("train", "--arch segformer", "arch"),
     ("train", "--data.root {tmp}/nowhere --data.download false", "/nowhere"),
-    ("train", "--model.lr 0", "--model.lr"),
-    ("train", "--model.lr -0.1", "--model.lr"),
-    ("train", "--model.weight_decay -1", "--model.weight_decay"),
-    ("train", "--model.dice_weight -1", "--model.dice_weight"),
-    ("train", "--model.threshold 1.5", "--model.threshold"),
-    ("train", "--model.threshold 0", "--model.threshold"),
-    ("train", "--model.base_channels 0", "--model.base_channels"),
+    ("train", "--model.lr 0", 'key "model.lr"'),
+    ("train", "--model.lr -0.1", 'key "model.lr"'),
+    ("train", "--model.weight_decay -1", 'key "model.weight_decay"'),
+    ("train", "--model.dice_weight -1", 'key "model.dice_weight"'),
+    ("train", "--model.threshold 1.5", 'key "model.threshold"'),
+    ("train", "--model.threshold 0", 'key "model.threshold"'),
+    ("train", "--model.base_channels 0", 'key "model.base_channels"'),
     ("train", "--model.loss focal", "loss"),
     ("train", "--model.optimizer lbfgs", "optimizer"),
     ("train", "--model.scheduler step", "scheduler"),
-    ("train", "--data.image_size 16", "--data.image_size"),
-    ("train", "--data.batch_size 0", "--data.batch_size"),
-    ("train", "--data.copy_paste 1.5", "--data.copy_paste 1.5 is a probability"),
+    ("train", "--data.image_size 16", 'key "data.image_size"'),
+    ("train", "--data.batch_size 0", 'key "data.batch_size"'),
+    ("train", "--data.copy_paste 1.5", 'key "data.copy_paste"'),
     ("train", "--data.augment extreme", "augment"),
     ("train", "--trainer.max_epochs many", "max_epochs"),
     ("train", "--save_dir {a_file}", "a_file"),
@@ -119,10 +144,46 @@ CASES = [
     ("train", "--arch unet --ckpt_path {ckpt}", "--arch"),
     ("train", "--ckpt_path {wide}", "--model.base_channels"),
     ("train", "--model.bilinear true --ckpt_path {ckpt}", "--model.bilinear"),
-    ("train", "--data.image_size 200000", "--data.image_size"),
+    ("train", "--data.image_size 200000", 'key "data.image_size"'),
     ("train", "--data.root {one_line}", "the train split under {one_line} has no images"),
     ("train", "--data.root {stray_bytes}", "{stray_bytes}/annotations/trainval.txt is not UTF-8"),
+    ("train", "--ckpt_path {meta_threshold}", "{meta_threshold}: metadata field threshold"),
+    ("train", "--ckpt_path {meta_huge}", "{meta_huge}: metadata field image_size"),
+    ("train", "--model.gamma 0", 'key "model.gamma"'),
+    ("train", "--model.gamma -0.5", 'key "model.gamma"'),
+    ("train", "--model.gamma 1.5", 'key "model.gamma"'),
+    ("train", "--model.momentum -0.1", 'key "model.momentum"'),
+    ("train", "--model.momentum 1", 'key "model.momentum"'),
+    ("train", "--model.threshold 1", 'key "model.threshold"'),
+    ("train", "--model.threshold nan", 'key "model.threshold"'),
+    ("train", "--model.lr nan", 'key "model.lr"'),
+    ("train", "--model.lr inf", "--model.lr inf is out of range"),
+    ("train", "--model.log_images -1", 'key "model.log_images"'),
+    ("train", "--model.base_channels 100000", 'key "model.base_channels"'),
+    ("train", "--data.num_workers -1", 'key "data.num_workers"'),
+    ("train", "--data.train_limit 0", 'key "data.train_limit"'),
+    ("train", "--trainer.max_epochs -5", "--trainer.max_epochs -5 is out of range"),
+    ("train", "--trainer.min_epochs -1", "--trainer.min_epochs"),
+    ("train", "--trainer.max_steps -2", "--trainer.max_steps"),
+    ("train", "--trainer.max_time 1:00", "--trainer.max_time '1:00' is out of range"),
+    ("train", "--trainer.max_time 00:00:-5:00", "--trainer.max_time"),
+    ("train", "--trainer.max_time 00:00:00:00", "--trainer.max_time"),
+    ("train", "--trainer.limit_train_batches -1", "--trainer.limit_train_batches"),
+    ("train", "--trainer.limit_val_batches 1.5", "--trainer.limit_val_batches"),
+    ("train", "--trainer.accumulate_grad_batches 0", "--trainer.accumulate_grad_batches"),
+    ("train", "--trainer.gradient_clip_val -1", "--trainer.gradient_clip_val"),
+    ("train", "--trainer.check_val_every_n_epoch 0", "--trainer.check_val_every_n_epoch"),
+    ("train", "--trainer.val_check_interval 0", "--trainer.val_check_interval"),
+    ("train", "--trainer.log_every_n_steps 0", "--trainer.log_every_n_steps"),
+    ("train", "--trainer.accelerator tpu", "the Trainer cannot start with these --trainer options"),
     ("test", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
+    ("test", "--ckpt {meta_threshold}", "{meta_threshold}: metadata field threshold"),
+    ("test", "--ckpt {meta_threshold_str}", "{meta_threshold_str}: metadata field threshold"),
+    ("test", "--ckpt {meta_size}", "{meta_size}: metadata field image_size"),
+    ("test", "--ckpt {pth_threshold}", "{pth_threshold}: metadata field threshold"),
+    ("test", "--ckpt {meta_arch} --output {tmp}/new_report", "{meta_arch}: metadata field arch"),
+    ("test", "--data.num_workers -1", 'key "data.num_workers"'),
+    ("test", "--device cpu:x --output {tmp}/new_report", "--device"),
     ("test", "--ckpt {junk}", "cannot read checkpoint {junk}"),
     ("test", "--ckpt {foreign}", "{foreign} is not a petseg checkpoint"),
     ("test", "--ckpt {malicious}", "refusing to load {malicious}"),
@@ -137,11 +198,18 @@ CASES = [
     ("test", "--no-such-option 1", "no-such-option"),
     ("test", "--postprocess erode", "postprocess"),
     ("predict", "--ckpt {tmp}/missing.ckpt", "missing.ckpt"),
+    ("predict", "--ckpt {meta_huge}", "{meta_huge}: metadata field image_size"),
+    ("predict", "--ckpt {meta_width}", "{meta_width}: metadata field base_channels"),
+    ("predict", "--ckpt {meta_bool}", "{meta_bool}: metadata field base_channels"),
+    ("predict", "--ckpt {pth_options}", "{pth_options}: metadata field model_options.depth"),
+    ("predict", "--threshold 0", 'key "threshold"'),
+    ("predict", "--threshold nan", 'key "threshold"'),
+    ("predict", "--device tpu", "--device"),
     ("predict", "--ckpt {malicious}", "refusing to load {malicious}"),
     ("predict", "--ckpt {truncated}", "truncated.ckpt"),
     ("predict", "--batch_size 0", "batch_size"),
     ("predict", "--device cuda", "--device cuda"),
-    ("predict", "--threshold 1.5", "--threshold"),
+    ("predict", "--threshold 1.5", 'key "threshold"'),
     ("predict", "--postprocess erode", "postprocess"),
     ("predict", "{empty_folder}", "empty_folder"),
     ("predict", "--output {a_file}", "a_file"),
@@ -153,6 +221,8 @@ CASES = [
     ("export", "--ckpt {truncated}", "truncated.ckpt"),
     ("export", "--ckpt {foreign}", "{foreign} is not a petseg checkpoint"),
     ("export", "--ckpt {malicious}", "refusing to load {malicious}"),
+    ("export", "--ckpt {meta_arch}", "{meta_arch}: metadata field arch"),
+    ("export", "--ckpt {meta_bilinear}", "{meta_bilinear}: metadata field bilinear"),
     ("export", "--output {exported}", "already exists"),
     ("export", "--output {tmp}/model.zip", "'.zip'"),
     ("export", "--output {tmp}/model", "a name without a suffix"),
@@ -166,6 +236,7 @@ CASES = [
     ("synth", "{tmp}/synth --trainval many", "trainval"),
     ("synth", "{tmp}/synth --test 0", "test"),
     ("synth", "--seed 1", "root"),
+    ("synth", "{tmp}/synth --seed -1", 'key "seed"'),
 ]
 BASE = {"train": TRAIN, "test": TEST, "predict": PREDICT, "compare": "", "export": EXPORT,
         "synth": ""}  # fmt: skip
@@ -193,6 +264,8 @@ def test_bad_input_is_one_line_and_changes_nothing(command, args, named, files, 
     if command in ("train", "export", "synth"):
         assert after.keys() == before.keys()  # nor a file, partial one or run folder written
         assert not list(Path(files["tmp"]).glob("*/*/version_*"))
+    for made in ("out", "new_report", "synth"):  # no output folder made for a failed command
+        assert not (Path(files["tmp"]) / made).exists(), made
     assert not Path(files["marker"]).exists()
 
 

@@ -10,14 +10,24 @@ A ``.pth`` written by ``petseg-train`` describes itself::
      "threshold": 0.5, "normalization": {"mean": [...], "std": [...]}, "state_dict": {...}}
 
 so ``build_model(w["arch"], **w["model_options"]).load_state_dict(w["state_dict"])`` rebuilds it.
+Every file petseg writes here is written atomically (``atomic_save``): into a hidden temporary
+file in the destination folder, flushed to disk, then renamed over the real name, so a kill or a
+full disk at any moment leaves either the earlier file or the new one, never a truncated one.
+The metadata of every file read is checked (``check_spec``) before a model is built from it.
+
 This module imports neither Lightning nor albumentations: loading a model stays quick.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import pickle
 import re
+import secrets
 import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +37,7 @@ from torch import nn
 
 from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from petseg.errors import PetsegError
-from petseg.models import build_model
+from petseg.models import ARCHS, build_model
 
 WEIGHTS_FORMAT = "petseg-weights"
 WEIGHTS_VERSION = 1
@@ -35,6 +45,15 @@ MODEL_OPTIONS = ("base_channels", "bilinear")  # the hyperparameters that shape 
 # How torch's weights-only unpickler says the bytes are no pickle it can parse (junk, a text
 # file), as opposed to naming a Python object it refuses to build.
 _NOT_A_PICKLE = re.compile(r"Unsupported operand \d+|String is too long")
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # the image sizes petseg trains and loads
+MAX_BASE_CHANNELS = 512  # 8x the published width: a larger one is a crafted file, not a model
+TMP_SUFFIX = ".petseg-tmp"  # the temporary files of atomic_save: .<name>.<pid>.<hex>.petseg-tmp
+# The errors that mean "this folder takes no more bytes", with the words that say so.
+_DISK_ERRORS = {
+    errno.ENOSPC: "is full",
+    errno.EDQUOT: "is over its disk quota",
+    errno.EROFS: "is on a read-only file system",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,125 @@ class ModelSpec:
 
     def build(self) -> nn.Module:
         return build_model(self.arch, **self.model_options)
+
+
+def check_spec(fields: Mapping[str, Any], path: str | Path) -> ModelSpec:
+    """A ``ModelSpec`` from the metadata of the file ``path``, checked field by field.
+
+    A file edited by hand or crafted must not build a huge network, pick an unknown architecture
+    or threshold every pixel the same: anything out of range is one line naming file and field.
+    """
+
+    def bad(name: str, value: Any, expected: str) -> PetsegError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return PetsegError(f"{path}: metadata field {name} is {shown}; it must be {expected}")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    arch = fields.get("arch")
+    if not isinstance(arch, str) or arch not in ARCHS:
+        raise bad("arch", arch, f"one of {', '.join(ARCHS)}")
+    options = fields.get("model_options", {})
+    if not isinstance(options, Mapping):
+        raise bad("model_options", options, "a mapping of " + ", ".join(MODEL_OPTIONS))
+    for name in options:
+        if name not in MODEL_OPTIONS:
+            raise bad(f"model_options.{name}", options[name], f"one of {', '.join(MODEL_OPTIONS)}")
+    channels = options.get("base_channels", 64)
+    if not is_int(channels) or not 1 <= channels <= MAX_BASE_CHANNELS:
+        raise bad("base_channels", channels, f"an integer from 1 to {MAX_BASE_CHANNELS}")
+    if not isinstance(options.get("bilinear", False), bool):
+        raise bad("bilinear", options["bilinear"], "true or false")
+    size = fields.get("image_size", 256)
+    if not is_int(size) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise bad("image_size", size, f"an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}")
+    threshold = fields.get("threshold", 0.5)
+    if not _is_probability(threshold):
+        raise bad("threshold", threshold, "a number between 0 and 1 (both excluded)")
+    return ModelSpec(arch, dict(options), size, float(threshold))
+
+
+def _is_probability(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and 0 < value < 1
+
+
+def check_threshold(threshold: Any, option: str = "threshold") -> float:
+    """``threshold`` as a float strictly between 0 and 1, or a one-line error naming ``option``."""
+    if not _is_probability(threshold):
+        raise PetsegError(f"{option} {threshold!r} must be a number between 0 and 1 (excluded)")
+    return float(threshold)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj, path)`` atomically, in ``path``'s own folder (never ``$TMPDIR``, which may
+    be another file system, where a rename is a copy).
+
+    The bytes go to a hidden temporary file beside ``path``, are flushed and synced to disk, and
+    the file is renamed over ``path`` in one step: at any moment ``path`` is the earlier file or
+    the complete new one. The temporary file is removed on any error; a full or read-only file
+    system is one line naming the folder.
+    """
+    path = Path(path)
+    folder = path.parent
+    tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp.exists():
+            tmp.unlink()
+        if isinstance(err, OSError) and err.errno in _DISK_ERRORS:
+            raise PetsegError(
+                f"cannot write {path.name}: the folder {folder} {_DISK_ERRORS[err.errno]} "
+                f"({err.strerror}); free space there or write elsewhere (nothing was replaced)"
+            ) from None
+        raise
+    _sync_folder(folder)  # the rename itself survives a power cut
+    return path
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not every platform opens folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what killed ``atomic_save`` calls left in ``folder`` (their process is gone)."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        pid = tmp.name.removesuffix(TMP_SUFFIX).split(".")[-2]
+        if pid.isdigit() and not _alive(int(pid)) and tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a leftover of this process is from a save that ended
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def read_file(path: str | Path) -> Any:
@@ -91,17 +229,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not a petseg checkpoint (no architecture in its hyperparameters); "
             "pass a .ckpt or .pth written by petseg-train"
         )
+    if not isinstance(ckpt["state_dict"], dict) or not all(map(_is_str, ckpt["state_dict"])):
+        raise PetsegError(f"{path}: field state_dict is not a mapping of names to tensors")
+    checkpoint_spec(ckpt, path)  # its metadata must be in range before anything uses it
     return ckpt
 
 
-def checkpoint_spec(ckpt: dict[str, Any]) -> ModelSpec:
-    """The ``ModelSpec`` of a loaded Lightning checkpoint."""
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def checkpoint_spec(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> ModelSpec:
+    """The ``ModelSpec`` of a loaded Lightning checkpoint, checked (``check_spec``)."""
     hparams = ckpt["hyper_parameters"]
     options = {k: hparams[k] for k in MODEL_OPTIONS if k in hparams}
     data = ckpt.get("datamodule_hyper_parameters") or {}
-    return ModelSpec(
-        hparams["arch"], options, int(data.get("image_size", 256)), hparams.get("threshold", 0.5)
-    )
+    if not isinstance(data, Mapping):
+        raise PetsegError(f"{path}: metadata field datamodule_hyper_parameters is not a mapping")
+    fields = {"arch": hparams["arch"], "model_options": options}
+    fields["image_size"] = data.get("image_size", 256)
+    fields["threshold"] = hparams.get("threshold", 0.5)
+    return check_spec(fields, path)
 
 
 def checkpoint_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -115,15 +263,16 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     """Rebuild a trained model, in eval mode on the CPU, from a ``.ckpt`` or a ``.pth``."""
     content = read_file(path)
     if isinstance(content, dict) and content.get("format") == WEIGHTS_FORMAT:
-        fields = {k: content[k] for k in ("arch", "model_options", "image_size", "threshold")}
-        spec, weights = ModelSpec(**fields), content["state_dict"]
+        spec, weights = check_spec(content, path), content.get("state_dict")
+        if not isinstance(weights, dict):
+            raise PetsegError(f"{path}: field state_dict is not a mapping of tensors")
     else:
         ckpt = load_checkpoint(path)
-        spec, weights = checkpoint_spec(ckpt), checkpoint_weights(ckpt)
+        spec, weights = checkpoint_spec(ckpt, path), checkpoint_weights(ckpt)
     model = spec.build()
     try:
         model.load_state_dict(weights)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as err:
         raise PetsegError(
             f"the weights in {path} do not fit a {spec.arch} with {spec.model_options}: "
             f"{_first_line(err)}"
@@ -133,8 +282,6 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec]:
 
 def save_weights(model: nn.Module, spec: ModelSpec, path: str | Path) -> Path:
     """Write a self-describing ``.pth``: the state dict with everything needed to rebuild it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": WEIGHTS_FORMAT,
         "version": WEIGHTS_VERSION,
@@ -142,8 +289,7 @@ def save_weights(model: nn.Module, spec: ModelSpec, path: str | Path) -> Path:
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    torch.save(payload, path)
-    return path
+    return atomic_save(payload, path)
 
 
 def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:

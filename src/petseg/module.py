@@ -13,11 +13,22 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from petseg.checkpoints import MAX_BASE_CHANNELS
 from petseg.errors import PetsegError
 from petseg.inference import predicted_mask
 from petseg.losses import LossName, SegmentationLoss
 from petseg.metrics import BinarySegmentationScores
 from petseg.models import build_model
+from petseg.options import (
+    DecayFactor,
+    Momentum,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitInterval,
+    PositiveFloat,
+    Width,
+    plain,
+)
 from petseg.schedules import BudgetedOneCycleLR
 from petseg.visualize import comparison_grid, denormalize
 
@@ -66,29 +77,38 @@ class SegmentationModule(L.LightningModule):
     def __init__(
         self,
         arch: str = "resnet34_unet",
-        base_channels: int = 64,
+        base_channels: Width = 64,
         bilinear: bool = False,
         loss: LossName = "bce_dice",
-        dice_weight: float = 1.0,
+        dice_weight: NonNegativeFloat = 1.0,
         optimizer: OptimizerName = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        momentum: float = 0.9,
+        lr: PositiveFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 1e-4,
+        momentum: Momentum = 0.9,
         scheduler: SchedulerName = "cosine",
-        gamma: float = 0.95,
-        threshold: float = 0.5,
-        log_images: int = 8,
+        gamma: DecayFactor = 0.95,
+        threshold: OpenUnitInterval = 0.5,
+        log_images: NonNegativeInt = 8,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
+        # The parser checks these ranges (petseg.options); these checks cover Python callers.
         _check_choice("--model.optimizer", optimizer, OptimizerName)
         _check_choice("--model.scheduler", scheduler, SchedulerName)
         _check_range("--model.lr", lr, low=0.0, low_open=True)
         _check_range("--model.weight_decay", weight_decay, low=0.0)
         _check_range("--model.dice_weight", dice_weight, low=0.0)
-        _check_range("--model.threshold", threshold, low=0.0, high=1.0, low_open=True)
-        _check_range("--model.base_channels", base_channels, low=1)
+        _check_range("--model.momentum", momentum, low=0.0, high=1.0, high_open=True)
+        _check_range("--model.gamma", gamma, low=0.0, high=1.0, low_open=True)
+        _check_range("--model.threshold", threshold, low=0.0, high=1.0, low_open=True,
+                     high_open=True)  # fmt: skip
+        _check_range("--model.base_channels", base_channels, low=1, high=MAX_BASE_CHANNELS)
+        _check_range("--model.log_images", log_images, low=0)
+        # plain numbers in the checkpoint, not the parser's restricted types (weights_only)
+        base_channels, dice_weight, lr = plain(base_channels), plain(dice_weight), plain(lr)
+        weight_decay, momentum, gamma = plain(weight_decay), plain(momentum), plain(gamma)
+        threshold, log_images = plain(threshold), plain(log_images)
         self.save_hyperparameters()
         self.net: nn.Module = build_model(arch, base_channels=base_channels, bilinear=bilinear)
         self.criterion = SegmentationLoss(loss, dice_weight)
@@ -235,11 +255,13 @@ def _check_range(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
 ) -> None:
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and value > high
-    if too_low or too_high:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    too_low = low is not None and number and (value <= low if low_open else value < low)
+    too_high = high is not None and number and (value >= high if high_open else value > high)
+    if not number or not math.isfinite(value) or too_low or too_high:
         bound = f"> {low}" if low_open else f">= {low}"
         if high is not None:
-            bound += f" and <= {high}"
+            bound += f" and {'<' if high_open else '<='} {high}"
         raise PetsegError(f"{option} {value} is out of range; it must be {bound}")

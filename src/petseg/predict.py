@@ -3,15 +3,22 @@
 Outputs mirror the inputs: ``photos/a/cat.jpg`` given as the folder ``photos`` is written as
 ``OUTPUT/a/cat_mask.png``; a file given directly goes to ``OUTPUT/cat_mask.png``. Two inputs
 that would land on one name get ``_2``, ``_3``... (never a name another input owns), and
-``OUTPUT/index.csv`` (``index-N.csv`` when that exists) lists which input became which mask.
+``OUTPUT/index.csv`` (``index-N.csv`` when that exists) lists every input: which mask and overlay
+it became, or in its ``error`` column why it has none. Every file is written under a temporary
+name and renamed, so a stop at any moment leaves no half-written mask or overlay, and the index is
+written even when the run stops midway (the inputs not reached say so). An input whose name is too
+long for the output folder once ``_overlay.png`` is added is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import secrets
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,7 @@ from petseg.segmenter import Segmenter, as_rgb
 from petseg.visualize import overlay
 
 INDEX = "index.csv"
+SUFFIXES = ("_mask.png", "_overlay.png")
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,16 @@ def check_outputs_free(jobs: list[Job], output: Path) -> None:
     """Refuse to replace earlier results: no mask or overlay may exist already."""
     if output.exists() and not output.is_dir():
         raise PetsegError(f"--output {output} is a file, not a folder; pass a folder")
+    limit = _name_max(output)
+    too_long = [
+        job.source for job in jobs if len(os.fsencode(f"{job.stem.name}_overlay.png")) > limit
+    ]
+    if too_long:
+        raise PetsegError(
+            f"{len(too_long)} input name(s) are too long for --output {output} once "
+            f"'_overlay.png' is added (more than {limit} bytes), e.g. {too_long[0]}; rename them "
+            "(nothing was written)"
+        )
     targets = [path for job in jobs for path in (job.mask(output), job.overlay(output))]
     clashes = [p for p in targets if p.exists()]
     if clashes:
@@ -103,6 +121,32 @@ def check_outputs_free(jobs: list[Job], output: Path) -> None:
             f"--output {output} already holds {len(clashes)} of these results (e.g. "
             f"{clashes[0]}); pass a new folder so the earlier ones are kept"
         )
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest parent) takes."""
+    for candidate in (folder, *folder.absolute().parents):
+        if candidate.is_dir():
+            try:
+                return os.pathconf(candidate, "PC_NAME_MAX")
+            except (OSError, ValueError, AttributeError):
+                break
+    return 255
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(temporary_path)``, then rename it to ``path``: never a half-written ``path``."""
+    tmp = path.with_name(f".{path.stem[:40]}.{secrets.token_hex(4)}.petseg-tmp.png")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
+    write_png(image, str(path))
 
 
 def _free_name(path: Path) -> Path:
@@ -115,9 +159,14 @@ def _free_name(path: Path) -> Path:
 
 
 def predict_files(
-    segmenter: Segmenter, jobs: list[Job], output: Path, progress: bool = True
+    segmenter: Segmenter,
+    jobs: list[Job],
+    output: Path,
+    progress: bool = True,
+    missing: list[str] = (),
 ) -> list[str]:
-    """Write each job's mask (0/255, original size) and overlay, and ``index.csv``.
+    """Write each job's mask (0/255, original size) and overlay, and ``index.csv``, which also
+    lists ``missing`` (the error lines of inputs that do not exist).
 
     Returns one error line per file that could not be read; the others are still written.
     Images are read as the batches need them, so a large folder never sits in memory.
@@ -137,17 +186,40 @@ def predict_files(
             pending.append((job, image))
             yield image
 
-    rows = [("input", "mask", "overlay")]
-    for logits in segmenter.full_size_logits(readable()):
-        job, image = pending.popleft()
-        mask = segmenter.mask(logits[0])  # (H, W) bool
-        job.mask(output).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(mask.numpy().astype(np.uint8) * 255).save(job.mask(output))
-        write_png(overlay(torch.from_numpy(image).permute(2, 0, 1), mask), str(job.overlay(output)))
-        rows.append((str(job.source), str(job.mask(output)), str(job.overlay(output))))
-        bar.update(1)
-    bar.close()
-    if len(rows) > 1:
+    done: dict[Job, tuple[str, str, str]] = {}  # job -> (mask, overlay, error)
+    try:
+        for logits in segmenter.full_size_logits(readable()):
+            job, image = pending.popleft()
+            mask = segmenter.mask(logits[0])  # (H, W) bool
+            job.mask(output).parent.mkdir(parents=True, exist_ok=True)
+            mask_image = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
+            _write_atomically(job.mask(output), partial(mask_image.save, format="PNG"))
+            drawn = overlay(torch.from_numpy(image).permute(2, 0, 1), mask)
+            _write_atomically(job.overlay(output), partial(_save_png, drawn))
+            done[job] = (str(job.mask(output)), str(job.overlay(output)), "")
+            bar.update(1)
+    finally:
+        bar.close()
+        _write_index(jobs, done, errors, missing, output)
+    return errors
+
+
+def _write_index(
+    jobs: list[Job],
+    done: dict[Job, tuple[str, str, str]],
+    errors: list[str],
+    missing: list[str],
+    output: Path,
+) -> None:
+    """``index.csv``: one row per input, written or not (then its ``error`` says why)."""
+    rows = [("input", "mask", "overlay", "error")]
+    for job in jobs:
+        if job in done:
+            rows.append((str(job.source), *done[job]))
+        else:
+            reason = next((e for e in errors if str(job.source) in e), None)
+            rows.append((str(job.source), "", "", reason or "not written: the run stopped first"))
+    rows += [(line.split(": ", 1)[0], "", "", line) for line in missing]
+    if output.is_dir() and len(rows) > 1:
         with _free_name(output / INDEX).open("w", newline="") as f:
             csv.writer(f).writerows(rows)
-    return errors

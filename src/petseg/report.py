@@ -4,7 +4,10 @@ the test split, print the scores, and write metrics.json, per_image.csv and over
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +74,12 @@ def score_test_split(
                    "threshold": segmenter.threshold, "tta": segmenter.tta,
                    "postprocess": segmenter.postprocess}  # fmt: skip
         details |= info or {}
-        write_metrics(out / "metrics.json", evaluation, details)
+        # each file whole or absent (written under a temporary name, renamed); metrics.json,
+        # which marks a folder as holding a report, comes last
         write_per_image(out / "per_image.csv", evaluation)
         write_rows(out / "per_breed.csv", breeds)
         overlays = write_overlays(out / "overlays", dataset, evaluation, segmenter)
+        write_metrics(out / "metrics.json", evaluation, details)
         files = f"metrics.json, per_image.csv, per_breed.csv, {len(overlays)} overlays"
         print(f"report             {out}/ ({files})")
     return evaluation
@@ -91,17 +96,29 @@ def write_metrics(path: Path, evaluation: Evaluation, info: dict[str, Any]) -> N
     metrics = {**info, "num_images": len(evaluation.per_image["name"]), **evaluation.summary}
     if evaluation.full_res is not None:
         metrics["full_res"] = evaluation.full_res
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text(path, json.dumps(metrics, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it: never half a file."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.petseg-tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_per_image(path: Path, evaluation: Evaluation) -> None:
     """per_image.csv: one row per image (name, dice, iou, foreground, full-resolution columns)."""
     columns = list(evaluation.per_image)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in zip(*(evaluation.per_image[c] for c in columns), strict=True):
-            writer.writerow([v if isinstance(v, str) else f"{v:.6f}" for v in row])
+    f = io.StringIO(newline="")
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for row in zip(*(evaluation.per_image[c] for c in columns), strict=True):
+        writer.writerow([v if isinstance(v, str) else f"{v:.6f}" for v in row])
+    write_text(path, f.getvalue())
 
 
 def per_breed(evaluation: Evaluation, species: dict[str, str]) -> list[dict[str, Any]]:
@@ -138,11 +155,12 @@ def print_weakest(rows: list[dict[str, Any]], shown: int = WEAKEST_SHOWN) -> Non
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """A CSV with the rows' keys as columns, floats to six places."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(list(rows[0]) if rows else [])
-        for row in rows:
-            writer.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row.values()])
+    f = io.StringIO(newline="")
+    writer = csv.writer(f)
+    writer.writerow(list(rows[0]) if rows else [])
+    for row in rows:
+        writer.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row.values()])
+    write_text(path, f.getvalue())
 
 
 def write_overlays(
@@ -161,7 +179,21 @@ def write_overlays(
             grid = comparison_grid(
                 image_t[None], torch.from_numpy(mask)[None], segmenter.mask(logits)
             )
-            name = f"{label}_{rank:02d}_{dataset.names[index]}_dice{dice[index]:.3f}.png"
-            write_png(grid, str(folder / name))
+            head, tail = f"{label}_{rank:02d}_", f"_dice{dice[index]:.3f}.png"
+            name = head + _fit(dataset.names[index], 255 - len(head) - len(tail)) + tail
+            tmp = folder / f".{secrets.token_hex(4)}.petseg-tmp.png"
+            try:
+                write_png(grid, str(tmp))
+                os.replace(tmp, folder / name)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
             written.append(folder / name)
     return written
+
+
+def _fit(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes (UTF-8), so that a long image name still makes a
+    file name the folder can hold (per_image.csv keeps the whole name)."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    return name if len(encoded) <= limit else encoded[:limit].decode("utf-8", "ignore")

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from petseg.checkpoints import ModelSpec, load_model
+from petseg.checkpoints import ModelSpec, check_threshold, load_model
 from petseg.data.dataset import OxfordPetDataset, read_image, to_rgb
 from petseg.errors import PetsegError
 from petseg.inference import predict_logits, predicted_mask, resize_logits, select_device
@@ -83,7 +83,13 @@ class Segmenter:
 
     @classmethod
     def load(cls, path: str | Path, threshold: float | None = None, **kwargs) -> Segmenter:
-        """Load a ``.ckpt`` or ``.pth`` written by ``petseg-train`` (``weights_only=True``)."""
+        """Load a ``.ckpt`` or ``.pth`` written by ``petseg-train`` (``weights_only=True``).
+
+        Its metadata is checked (``petseg.checkpoints.check_spec``); ``threshold``, when given,
+        replaces the file's and must lie strictly between 0 and 1.
+        """
+        if threshold is not None:
+            threshold = check_threshold(threshold, "threshold")
         model, spec = load_model(path)
         if threshold is not None:
             spec = ModelSpec(spec.arch, spec.model_options, spec.image_size, threshold)

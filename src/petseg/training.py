@@ -19,16 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from jsonargparse import set_loader
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint
+from petseg.checkpoint_io import RunCheckpointIO
+from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint, remove_stale_temporaries
 from petseg.data import PetDataModule
 from petseg.data.download import ensure_data
 from petseg.errors import PetsegError
+from petseg.interrupts import SignalGuard
 from petseg.models import Arch
 from petseg.module import SegmentationModule
+from petseg.options import bounded_yaml_load, check_trainer_options
 from petseg.precision import auto_precision
 from petseg.quiet import quiet_lightning
 from petseg.runs import (
@@ -160,6 +165,7 @@ class TrainCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Checks that need no model or data: output folders, and the checkpoint to resume."""
         cfg = self.config
+        check_trainer_options(cfg.trainer)
         check_writable_dir(cfg.save_dir, "--save_dir")
         check_writable_dir(cfg.log_dir, "--log_dir")
         self.resume: Path | None = None
@@ -196,10 +202,23 @@ class TrainCLI(LightningCLI):
         last = ModelCheckpoint(
             dirpath=self.run.ckpt_dir, filename=Path(LAST).stem, enable_version_counter=False
         )
+        self.guard = SignalGuard(self.run.ckpt_dir / LAST)
         callbacks = [best, last, LearningRateMonitor("epoch"), StartLine(self.run), self.history]
-        callbacks += self.extra_callbacks
+        callbacks += [self.guard, *self.extra_callbacks]
         self.trainer_defaults["callbacks"] = callbacks
-        return super().instantiate_trainer(**kwargs)
+        kwargs["plugins"] = _with_checkpoint_io(trainer_cfg.get("plugins"), self.run.ckpt_dir)
+        remove_stale_temporaries(self.run.ckpt_dir)  # what a killed save left in a resumed run
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except Exception as err:
+            if self.resume is None:
+                discard_if_unused(self.run)  # a Trainer that cannot start leaves no folders
+            if isinstance(err, (ValueError, TypeError, ImportError, MisconfigurationException)):
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+                raise PetsegError(
+                    f"the Trainer cannot start with these --trainer options: {first}"
+                ) from None
+            raise
 
     def _claim_run(self) -> Run:
         """The resumed run's folders, or a new ``version_N`` (claimed by rank 0 only)."""
@@ -214,6 +233,17 @@ class TrainCLI(LightningCLI):
             os.environ[RUN_VERSION_ENV] = str(run.version)
             return run
         return existing_run(cfg.save_dir, cfg.log_dir, cfg.arch, version)
+
+
+def _with_checkpoint_io(plugins: Any, run_dir: Path) -> list[Any]:
+    """The Trainer's plugins with ``RunCheckpointIO`` (atomic writes, checked resumes)."""
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+    from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
+
+    if any(isinstance(p, CheckpointIO) for p in plugins):
+        raise PetsegError("--trainer.plugins: petseg-train writes its checkpoints itself; "
+                          "pass no CheckpointIO plugin")  # fmt: skip
+    return [*plugins, RunCheckpointIO(run_dir)]
 
 
 def _check_resumable(ckpt: dict[str, Any], path: Path, cfg) -> None:
@@ -268,6 +298,10 @@ def train(
         test: score the best checkpoint on the test split and write the report in
             ``<run>/test/``, as ``petseg-train`` does.
 
+    Raises:
+        TrainingInterrupted: on SIGINT or SIGTERM (``petseg.interrupts``); its ``last`` is the
+            checkpoint to resume from.
+
     Example:
         >>> from petseg import train
         >>> result = train({"arch": "unet", "data": {"root": "data"}, "trainer": {"max_epochs": 3}})
@@ -279,6 +313,7 @@ def train(
         argv: list[str] | None = as_arguments(args)
     else:
         argv = None if args is None else list(args)
+    set_loader("yaml", bounded_yaml_load)  # a small config must not expand to gigabytes
     verbosity = _verbosity if _verbosity is not None else {"verbose": False}
     cli = TrainCLI(
         SegmentationModule,
@@ -298,15 +333,16 @@ def train(
         extra_callbacks=callbacks,
     )
     trainer, data = cli.trainer, cli.datamodule
-    try:
-        trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
-    except BaseException:
-        if cli.resume is None and trainer.is_global_zero:
-            discard_if_unused(cli.run)  # a run that failed before training leaves no folders
-        raise
-    result = TrainResult(cli.run, val_dice=list(cli.history.values))
-    if trainer.is_global_zero:
-        result = _finish(cli, trainer, result, test)
+    with cli.guard:  # SIGINT, SIGTERM: TrainingInterrupted, with a last.ckpt when it can
+        try:
+            trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
+        except BaseException:
+            if cli.resume is None and trainer.is_global_zero:
+                discard_if_unused(cli.run)  # a run that failed before training leaves no folders
+            raise
+        result = TrainResult(cli.run, val_dice=list(cli.history.values))
+        if trainer.is_global_zero:
+            result = _finish(cli, trainer, result, test)
     return result
 
 

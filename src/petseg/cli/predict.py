@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from petseg.cli import command_parser, run_command
 from petseg.postprocess import PostProcess
@@ -24,9 +24,11 @@ def parser():
     parser.add_argument("inputs", nargs="+", help="Image files and folders of images.")
     parser.add_argument("--output", required=True, help="Folder for masks and overlays.")
     parser.add_argument(
-        "--threshold", type=float | None, default=None, help="Pet probability cut (default: "
-        "the checkpoint's).",
-    )  # fmt: skip
+        "--threshold",
+        type=OpenUnitInterval | None,
+        default=None,
+        help="Pet probability cut, between 0 and 1 (default: the checkpoint's).",
+    )
     parser.add_argument("--tta", action="store_true", help="Average with the mirrored image.")
     parser.add_argument(
         "--postprocess",
@@ -43,21 +45,22 @@ def parser():
 def _predict(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from petseg.errors import PetsegError
+    from petseg.inference import select_device
     from petseg.predict import check_outputs_free, collect_inputs, predict_files
     from petseg.runs import check_writable_dir
     from petseg.segmenter import Segmenter
 
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise PetsegError(f"--threshold {args.threshold} must lie between 0 and 1")
+    device = select_device(args.device)  # a bad --device before anything is read or made
+    threshold = None if args.threshold is None else float(args.threshold)
     output = Path(args.output)
     jobs, missing = collect_inputs(args.inputs, output)
     if not jobs:
         raise PetsegError(f"no images to segment in {' '.join(args.inputs)}")
     check_outputs_free(jobs, output)
-    check_writable_dir(output, "--output")
-    seg = Segmenter.load(args.ckpt, threshold=args.threshold, device=args.device, tta=args.tta,
+    seg = Segmenter.load(args.ckpt, threshold=threshold, device=device, tta=args.tta,
                          batch_size=args.batch_size, postprocess=args.postprocess)  # fmt: skip
-    failed = predict_files(seg, jobs, output)
+    check_writable_dir(output, "--output")  # made once the model loads: a bad one leaves none
+    failed = predict_files(seg, jobs, output, missing=missing)
     for error in missing + failed:
         print(f"petseg-predict: skipped {error}", file=sys.stderr)
     print(f"wrote masks and overlays of {len(jobs) - len(failed)} image(s) to {output}; "

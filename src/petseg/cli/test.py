@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from petseg.cli import command_parser, run_command
 from petseg.data.defaults import DEFAULT_ROOT
@@ -20,7 +20,10 @@ def parser():
     parser.add_argument("--data.root", default=DEFAULT_ROOT, help="Data root (official layout).")
     parser.add_argument("--data.batch_size", type=PositiveInt, default=16, help="Images per batch.")
     parser.add_argument(
-        "--data.num_workers", type=int | None, default=None, help="Loader processes."
+        "--data.num_workers",
+        type=NonNegativeInt | None,
+        default=None,
+        help="Loader processes.",
     )
     parser.add_argument(
         "--data.download", type=bool, default=False, help="Download the data if root is empty."
@@ -53,26 +56,32 @@ def _test(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from petseg.data.defaults import default_workers
     from petseg.data.download import ensure_data
+    from petseg.inference import select_device
     from petseg.report import check_report_folder, score_test_split
     from petseg.runs import check_writable_dir
     from petseg.segmenter import Segmenter
 
+    device = select_device(args.device)  # a bad --device before anything is read or made
     if args.output:
-        check_writable_dir(check_report_folder(args.output), "--output")
+        check_report_folder(args.output)
     seg = Segmenter.load(
         args.ckpt,
-        device=args.device,
+        device=device,
         tta=args.tta,
-        batch_size=args.data.batch_size,
+        batch_size=int(args.data.batch_size),
         postprocess=args.postprocess,
     )
+    if args.output:  # made once the model loads: a bad checkpoint leaves no folder
+        check_writable_dir(args.output, "--output")
     ensure_data(args.data.root, allow_download=args.data.download)
     extras = [", TTA"] if args.tta else []
     extras += [f", post-processing {args.postprocess}"] if args.postprocess != "none" else []
     print(f"checkpoint         {args.ckpt} ({seg.arch}, {seg.image_size}px{''.join(extras)})")
     score_test_split(
         seg, args.data.root, args.output, full_res=args.full_res,
-        num_workers=default_workers(args.data.num_workers), info={"checkpoint": str(args.ckpt)},
+        num_workers=default_workers(
+            None if args.data.num_workers is None else int(args.data.num_workers)
+        ), info={"checkpoint": str(args.ckpt)},
     )  # fmt: skip
     return 0
 

@@ -8,9 +8,16 @@ from petseg.console import run_command, verbose_requested
 
 
 def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
+    import sys
+
+    from petseg.interrupts import TrainingInterrupted
     from petseg.training import train
 
-    train(argv, _verbosity=verbosity)
+    try:
+        train(argv, _verbosity=verbosity)
+    except TrainingInterrupted as stop:
+        print(stop.line("petseg-train"), file=sys.stderr, flush=True)
+        return stop.exit_code
     return 0
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from petseg.checkpoints import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from petseg.data.breeds import breed_of, check_breeds, spread_subset
 from petseg.data.cache import CachedSplit, as_batch, build_cache
 from petseg.data.copy_paste import copy_paste
@@ -16,6 +17,7 @@ from petseg.data.download import ensure_data
 from petseg.data.sampler import SeededSampler
 from petseg.data.transforms import Augment, check_augment, eval_transform, train_transform
 from petseg.errors import PetsegError
+from petseg.options import ClosedUnitInterval, ImageSize, NonNegativeInt, PositiveInt, plain
 
 
 class PetDataModule(L.LightningDataModule):
@@ -50,28 +52,37 @@ class PetDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str = DEFAULT_ROOT,
-        image_size: int = 256,
-        batch_size: int = 16,
-        num_workers: int | None = None,
+        image_size: ImageSize = 256,
+        batch_size: PositiveInt = 16,
+        num_workers: NonNegativeInt | None = None,
         augment: Augment = "basic",
         download: bool = True,
         skip_missing: bool = False,
         cache: bool = False,
         cache_dir: str = "dataset/cache",
-        copy_paste: float = 0.0,
-        train_limit: int | None = None,
+        copy_paste: ClosedUnitInterval = 0.0,
+        train_limit: PositiveInt | None = None,
         holdout_breeds: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if image_size < 32:
+        # The parser checks these ranges (petseg.options); these checks cover Python callers.
+        if image_size < MIN_IMAGE_SIZE:
             raise PetsegError(f"--data.image_size {image_size} is too small; use at least 32")
+        if image_size > MAX_IMAGE_SIZE:
+            raise PetsegError(f"--data.image_size {image_size} is too large; use at most 4096")
         if batch_size < 1:
             raise PetsegError(f"--data.batch_size {batch_size} must be at least 1")
+        if num_workers is not None and num_workers < 0:
+            raise PetsegError(f"--data.num_workers {num_workers} must be 0 or more")
         check_augment(augment)
         if not 0 <= copy_paste <= 1:
             raise PetsegError(f"--data.copy_paste {copy_paste} is a probability: 0 to 1")
         if train_limit is not None and train_limit < 1:
             raise PetsegError(f"--data.train_limit {train_limit} must be at least 1")
+        # plain numbers in the checkpoint, not the parser's restricted types (weights_only)
+        image_size, batch_size = plain(image_size), plain(batch_size)
+        num_workers, copy_paste = plain(num_workers), plain(copy_paste)
+        train_limit = plain(train_limit)
         self.save_hyperparameters()
         self.root = root
         self.image_size = image_size

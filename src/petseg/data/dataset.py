@@ -30,6 +30,9 @@ SPLITS: tuple[str, ...] = get_args(Split)
 # The binary contract, written down once: trimap 1 (pet) and 3 (border) are pet, 2 is background.
 PET_TRIMAP_VALUES = (1, 3)
 TRIMAP_VALUES = (1, 2, 3)
+# Larger images are refused before decoding (a 48-megapixel photo fits; Pillow's own limit,
+# 89 megapixels, would take several GB to decode, score and draw at full size).
+MAX_PIXELS = 50_000_000
 VALID_EVERY = 10  # from trainval.txt, index i % 10 == 0 is valid, the rest train
 # What that rule gives on the official annotations/trainval.txt (3,680 lines) and test.txt
 # (3,669 lines); tests/test_data.py checks it against the official lists in tests/data.
@@ -65,17 +68,60 @@ def read_split_file(path: str | Path) -> list[str]:
             f"split file {path} is not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); "
             "restore the official file from annotations.tar.gz"
         ) from None
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
+    numbered = [(i, line.split()[0]) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    first_line: dict[str, int] = {}
+    for number, name in numbered:
+        if not _is_plain_name(name):
+            raise PetsegError(
+                f"split file {path} line {number}: {name[:80]!r} is not an image name (a name "
+                "in images/, without folders, '..' or an absolute path); fix that line"
+            )
+        if name in first_line:
+            raise PetsegError(
+                f"split file {path} lists {name!r} twice (lines {first_line[name]} and {number}): "
+                "an image listed twice trains twice or lands in train and valid; remove the repeat"
+            )
+        first_line[name] = number
+    return [name for _, name in numbered]
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name of images/ without its suffix: no folder, no parent, nothing absolute."""
+    return name not in (".", "..") and not any(sep in name for sep in ("/", "\\", "\0"))
 
 
 def split_names(root: str | Path, split: str) -> list[str]:
-    """Image names of ``split``: valid is trainval line i where i % 10 == 0, train the rest."""
+    """Image names of ``split``: valid is trainval line i where i % 10 == 0, train the rest.
+
+    Names listed in both trainval.txt and test.txt are kept, with a warning that counts them:
+    the test scores are then not on unseen images.
+    """
     names = read_split_file(split_file(root, split))
+    other = split_file(root, "train" if split == "test" else "test")
+    if other.is_file():
+        both = set(names) & set(read_split_file(other))
+        if both:
+            warnings.warn(
+                f"{len(both)} image(s) are listed in both annotations/trainval.txt and test.txt "
+                f"under {root} (e.g. {min(both)}): test scores are not on unseen images",
+                stacklevel=2,
+            )
     if split == "valid":
         return [n for i, n in enumerate(names) if i % VALID_EVERY == 0]
     if split == "train":
         return [n for i, n in enumerate(names) if i % VALID_EVERY != 0]
     return names
+
+
+def _check_pixels(image: Image.Image, path: str | Path, kind: str) -> None:
+    """Refuse, before decoding, an image larger than ``MAX_PIXELS`` (its header says its size):
+    decoding and scoring it at its own size would take gigabytes."""
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise PetsegError(
+            f"{kind} {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels), more "
+            f"than petseg reads ({MAX_PIXELS // 1_000_000} megapixels); shrink it"
+        )
 
 
 def _reading_error(kind: str, path: str | Path, err: Exception) -> PetsegError:
@@ -104,7 +150,10 @@ def read_image(path: str | Path, exif: bool = False) -> np.ndarray:
     """
     try:
         with Image.open(path) as img:
+            _check_pixels(img, path, "image")
             return to_rgb(ImageOps.exif_transpose(img) if exif else img)
+    except PetsegError:
+        raise
     except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
         raise _reading_error("image", path, err) from None
 
@@ -117,10 +166,13 @@ def probe_image(path: str | Path) -> tuple[int, int]:
     """
     try:
         with Image.open(path) as img:
+            _check_pixels(img, path, "image")
             size = img.size
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
             return size
+    except PetsegError:
+        raise
     except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
         raise _reading_error("image", path, err) from None
 
@@ -129,7 +181,10 @@ def read_trimap(path: str | Path) -> np.ndarray:
     """Read an official trimap PNG as uint8 (H, W), checking that it holds only 1, 2 and 3."""
     try:
         with Image.open(path) as img:
+            _check_pixels(img, path, "trimap")
             trimap = np.array(img)
+    except PetsegError:
+        raise
     except Exception as err:  # PIL raises many types on corrupt files; all mean "unreadable"
         raise _reading_error("trimap", path, err) from None
     if trimap.ndim != 2:

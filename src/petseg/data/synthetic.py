@@ -100,7 +100,7 @@ def _sample_paths(root: Path, name: str) -> tuple[Path, Path]:
 
 
 def parser():
-    from jsonargparse.typing import PositiveInt
+    from jsonargparse.typing import NonNegativeInt, PositiveInt
 
     from petseg.console import command_parser
 
@@ -112,7 +112,7 @@ def parser():
     parser.add_argument("root", help="A new folder to write into (created if missing).")
     parser.add_argument("--trainval", type=PositiveInt, default=40, help="Trainval images.")
     parser.add_argument("--test", type=PositiveInt, default=20, help="Test images.")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
+    parser.add_argument("--seed", type=NonNegativeInt, default=0, help="Random seed.")
     return parser
 
 
