@@ -7,7 +7,8 @@ A ``.pth`` written by ``petseg-train`` describes itself::
 
     {"format": "petseg-weights", "version": 1, "arch": "resnet34_unet",
      "model_options": {"base_channels": 64, "bilinear": False}, "image_size": 256,
-     "threshold": 0.5, "normalization": {"mean": [...], "std": [...]}, "state_dict": {...}}
+     "threshold": 0.5, "data_root": "/data/oxford-iiit-pet",
+     "normalization": {"mean": [...], "std": [...]}, "state_dict": {...}}
 
 so ``build_model(w["arch"], **w["model_options"]).load_state_dict(w["state_dict"])`` rebuilds it.
 This module imports neither Lightning nor albumentations: loading a model stays quick.
@@ -45,6 +46,7 @@ class ModelSpec:
     model_options: dict[str, Any] = field(default_factory=dict)
     image_size: int = 256
     threshold: float = 0.5
+    data_root: str | None = None  # the data it was trained on (absolute), for petseg-test
 
     def build(self) -> nn.Module:
         return build_model(self.arch, **self.model_options)
@@ -100,7 +102,11 @@ def checkpoint_spec(ckpt: dict[str, Any]) -> ModelSpec:
     options = {k: hparams[k] for k in MODEL_OPTIONS if k in hparams}
     data = ckpt.get("datamodule_hyper_parameters") or {}
     return ModelSpec(
-        hparams["arch"], options, int(data.get("image_size", 256)), hparams.get("threshold", 0.5)
+        hparams["arch"],
+        options,
+        int(data.get("image_size", 256)),
+        hparams.get("threshold", 0.5),
+        ckpt.get("data_root") or data.get("root"),
     )
 
 
@@ -116,7 +122,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     content = read_file(path)
     if isinstance(content, dict) and content.get("format") == WEIGHTS_FORMAT:
         fields = {k: content[k] for k in ("arch", "model_options", "image_size", "threshold")}
-        spec, weights = ModelSpec(**fields), content["state_dict"]
+        spec = ModelSpec(**fields, data_root=content.get("data_root"))
+        weights = content["state_dict"]
     else:
         ckpt = load_checkpoint(path)
         spec, weights = checkpoint_spec(ckpt), checkpoint_weights(ckpt)

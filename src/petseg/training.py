@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from petseg.callbacks import BestCheckpoint
 from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint
 from petseg.data import PetDataModule
 from petseg.data.download import ensure_data
@@ -32,6 +35,7 @@ from petseg.module import SegmentationModule
 from petseg.precision import auto_precision
 from petseg.quiet import quiet_lightning
 from petseg.runs import (
+    BEST,
     LAST,
     Run,
     check_writable_dir,
@@ -41,6 +45,7 @@ from petseg.runs import (
     newest_checkpoint,
     run_of_checkpoint,
 )
+from petseg.tensorboard import EPOCH_TAG
 
 RUN_VERSION_ENV = "PETSEG_RUN_VERSION"  # hands rank 0's run number to DDP processes it launches
 
@@ -76,13 +81,37 @@ class ValDiceHistory(Callback):
 
 
 class PetsegLogger(TensorBoardLogger):
-    """TensorBoard logger whose HParams tab lists petseg's options only (no ``_instantiator``)."""
+    """TensorBoard logger whose HParams tab lists petseg's options only (no ``_instantiator``),
+    and a run's summary numbers (best valid Dice, test scores) beside them: one value each, so
+    they go to the HParams tab and not, as single-point charts, to the Scalars tab."""
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        # TensorBoard sorts its groups by name and opens the first two: Lightning's `epoch` and
+        # the learning rate monitor's `lr-AdamW` go into the train group, so train and val open
+        super().log_metrics({_tag(name): value for name, value in metrics.items()}, step)
 
     def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None) -> None:
         if not isinstance(params, dict):
             params = vars(params) if hasattr(params, "__dict__") else dict(params)
         clean = {k: v for k, v in params.items() if not str(k).startswith("_")}
         super().log_hyperparams(clean, metrics)
+
+    def log_summary(self, params: dict[str, Any], results: dict[str, float]) -> None:
+        """The run's settings and results as one HParams session (no scalars are written)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        writer = self.experiment._get_file_writer()
+        for summary in hparams({**params, **results}, {}):  # experiment, session start, end
+            writer.add_summary(summary)
+        self.experiment.flush()
+
+
+def _tag(name: str) -> str:
+    """The TensorBoard tag of a metric Lightning logs: ``epoch`` and ``lr-<optimizer>`` in the
+    train group, the rest (``train/dice``, ``val/loss``) as they are."""
+    if name == "epoch":
+        return EPOCH_TAG
+    return "train/lr" if name.startswith("lr-") else name
 
 
 class StartLine(Callback):
@@ -131,6 +160,10 @@ class TrainCLI(LightningCLI):
             quiet_lightning()
 
     def add_arguments_to_parser(self, parser) -> None:
+        # --help-all: petseg's options and the model's and data's before the Trainer's 360 lines
+        parser._action_groups.remove(trainer := parser.groups["trainer"])
+        parser._action_groups.append(trainer)
+        parser.usage = "petseg-train [--arch ARCH] [--config FILE] [--OPTION VALUE ...]"
         parser.add_argument(
             "--arch", type=Arch, default="resnet34_unet", help="Architecture to train."
         )
@@ -185,18 +218,13 @@ class TrainCLI(LightningCLI):
         if self.resume is not None:  # keep the first config.yaml: name this one after the resume
             taken = len(list(self.run.log_dir.glob("config*.yaml")))
             self.save_config_kwargs["config_filename"] = f"config-resume{taken}.yaml"
-        best = ModelCheckpoint(
-            dirpath=self.run.ckpt_dir,
-            filename="epoch{epoch:03d}-dice{val/dice:.4f}",
-            auto_insert_metric_name=False,
-            monitor="val/dice",
-            mode="max",
-        )
+        best = BestCheckpoint(self.run.ckpt_dir)  # weights only; also as best.ckpt
         # Lightning's save_last only follows top-k saves; this rewrites last.ckpt every epoch.
         last = ModelCheckpoint(
             dirpath=self.run.ckpt_dir, filename=Path(LAST).stem, enable_version_counter=False
         )
-        callbacks = [best, last, LearningRateMonitor("epoch"), StartLine(self.run), self.history]
+        callbacks = [best, last, LearningRateMonitor("epoch")]
+        callbacks += [StartLine(self.run), self.history]
         callbacks += self.extra_callbacks
         self.trainer_defaults["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
@@ -219,6 +247,11 @@ class TrainCLI(LightningCLI):
 def _check_resumable(ckpt: dict[str, Any], path: Path, cfg) -> None:
     """The checkpoint must be of ``--arch`` and the same network options as this run."""
     saved = ckpt["hyper_parameters"]
+    if "optimizer_states" not in ckpt:
+        raise PetsegError(
+            f"checkpoint {path} holds the weights only (the best checkpoint), so training cannot "
+            f"resume from it; resume from its run's {LAST} (--ckpt_path last)"
+        )
     if saved["arch"] != cfg.arch:
         raise PetsegError(
             f"checkpoint {path} is a {saved['arch']} checkpoint but --arch is {cfg.arch}; "
@@ -275,6 +308,8 @@ def train(
     """
     argv = as_arguments(args) if isinstance(args, Mapping) else list(args)
     verbosity = _verbosity if _verbosity is not None else {"verbose": False}
+    # petseg always hands LightningCLI its arguments, so its advice against that is noise
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = TrainCLI(
         SegmentationModule,
         PetDataModule,
@@ -336,19 +371,16 @@ def _finish(cli: TrainCLI, trainer: L.Trainer, result: TrainResult, test: bool) 
             skip_missing=cli.datamodule.skip_missing,
         )
         summary = {k: float(v) for k, v in evaluation.summary.items()}
-    if trainer.logger is not None:
-        if summary:
-            scores = {f"test/{k}": v for k, v in summary.items()}
-            trainer.logger.log_metrics(
-                {**scores, "epoch": trainer.current_epoch}, trainer.global_step
-            )
-        hp_metrics = {"hp/best_val_dice": best_dice, "hp/best_epoch": best_epoch}
-        hp_metrics |= {f"hp/test_{k}": v for k, v in summary.items()}
-        trainer.logger.log_hyperparams(_hparams(cli), hp_metrics)
-        trainer.logger.save()
-    print(f"best checkpoint    {best}")
+    if isinstance(trainer.logger, PetsegLogger):
+        results = {"best_val_dice": best_dice, "best_epoch": best_epoch}
+        results |= {f"test/{k}": v for k, v in summary.items()}
+        trainer.logger.log_summary(_hparams(cli), results)
+    stable = cli.run.ckpt_dir / BEST  # the same file as `best`, under a name that stays
+    print(f"best checkpoint    {stable} (= {Path(best).name}, weights only)")
     print(f"best weights       {pth}")
-    print(f"curves             tensorboard --logdir {cli.config.log_dir}  ({cli.run.log_dir})")
+    print(f"last checkpoint    {cli.run.ckpt_dir / LAST} (resume: --ckpt_path last)")
+    print(f"test it            petseg-test --ckpt {shlex.quote(str(stable))}")
+    print(f"see the curves     tensorboard --logdir {shlex.quote(str(cli.config.log_dir))}")
     return replace(
         result,
         best_checkpoint=Path(best),

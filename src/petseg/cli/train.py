@@ -10,9 +10,17 @@ from petseg.console import run_command, verbose_requested
 def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
     import sys
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in args or "--help" in args:  # petseg's options, at once (no Lightning import)
+        from petseg.train_help import quick_help
+
+        print(quick_help(), end="")
+        return 0
+    if "--help-all" in args:  # LightningCLI's help: every option, the Trainer's last
+        args = [("--help" if a == "--help-all" else a) for a in args]
     from petseg.training import train
 
-    train(sys.argv[1:] if argv is None else argv, _verbosity=verbosity)
+    train(args, _verbosity=verbosity)
     return 0
 
 
