@@ -98,8 +98,10 @@ def test_tensorboard_scalars_are_per_epoch_curves_and_summaries_are_hparams(trai
     # the HParams tab: settings beside the summary numbers, which equal the report's
     hparams = read_hparams(run)
     report = json.loads((out / RUN / "test" / "metrics.json").read_text())
-    for key in ("dice", "iou", "dice_dataset", "iou_dataset"):
-        assert hparams[f"test/{key}"] == pytest.approx(report[key], abs=1e-6)
+    for key in ("dice", "iou"):
+        assert hparams[f"best_test_{key}"] == pytest.approx(report[key], abs=1e-6)
+    shown = sorted(hparams)[:5]  # what the HParams table shows without asking
+    assert shown == ["arch", "best_epoch", "best_test_dice", "best_test_iou", "best_val_dice"]
     best = max(curves["val/dice"], key=lambda point: point[1])
     assert hparams["best_val_dice"] == pytest.approx(best[1], abs=1e-6)
     assert hparams["best_epoch"] == best[0]

@@ -178,7 +178,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_root, tmp_p
     for tag in ("train/loss", "val/loss", "val/dice"):
         assert after[tag][-1][0] == whole[tag][-1][0], tag  # same epoch
         assert after[tag][-1][1] == pytest.approx(whole[tag][-1][1], abs=1e-5), tag
-    scores = [read_hparams(next((d / "logs" / "resnet34_unet").iterdir()))["test/dice"]
+    scores = [read_hparams(next((d / "logs" / "resnet34_unet").iterdir()))["best_test_dice"]
               for d in (tmp_path / "killed", tmp_path / "whole")]  # fmt: skip
     assert scores[0] == pytest.approx(scores[1], abs=1e-5)
     # ... because it continued: the same run folder, its second event file starting at the

@@ -30,11 +30,11 @@ class Run:
         points = self.curves.get(tag, [])
         return points[-1][1] if points else None
 
-    def summary(self, name: str) -> float | None:
-        """A summary number (``test/dice``) from the HParams, or from a scalar of that name
-        (older runs logged the test scores as one-point scalars)."""
-        value = self.hparams.get(name)
-        return float(value) if isinstance(value, (int, float)) else self.last(name)
+    def test_score(self, name: str) -> float | None:
+        """The best checkpoint's test score (``dice``, ``iou``) from the HParams, or from the
+        one-point ``test/<name>`` scalar that older runs logged."""
+        value = self.hparams.get(f"best_test_{name}")
+        return float(value) if isinstance(value, (int, float)) else self.last(f"test/{name}")
 
 
 def _has_events(folder: Path) -> bool:
@@ -102,8 +102,8 @@ def markdown_table(runs: list[Run]) -> str:
         epochs = len(run.curves.get("val/dice", []))
         lines.append(
             f"| {run.label} | {epochs} | {fmt(best and best[0])} | {best[1] if best else '-'} "
-            f"| {fmt(run.last('train/dice'))} | {fmt(run.summary('test/dice'))} "
-            f"| {fmt(run.summary('test/iou'))} |"
+            f"| {fmt(run.last('train/dice'))} | {fmt(run.test_score('dice'))} "
+            f"| {fmt(run.test_score('iou'))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -372,8 +372,9 @@ def _finish(cli: TrainCLI, trainer: L.Trainer, result: TrainResult, test: bool) 
         )
         summary = {k: float(v) for k, v in evaluation.summary.items()}
     if isinstance(trainer.logger, PetsegLogger):
+        # named to sort first: the HParams table shows the first five columns by name
         results = {"best_val_dice": best_dice, "best_epoch": best_epoch}
-        results |= {f"test/{k}": v for k, v in summary.items()}
+        results |= {f"best_test_{k}": summary[k] for k in ("dice", "iou") if k in summary}
         trainer.logger.log_summary(_hparams(cli), results)
     stable = cli.run.ckpt_dir / BEST  # the same file as `best`, under a name that stays
     print(f"best checkpoint    {stable} (= {Path(best).name}, weights only)")
