@@ -146,13 +146,13 @@ def test_resume_last_continues_the_same_run(trained, synthetic_root, tmp_path):
 HELP = {
     "train": ["--arch", "--data.root", "--model.loss", "--trainer.max_epochs", "--config",
               "--save_dir", "--log_dir", "--ckpt_path", "--seed_everything", "--verbose"],
-    "test": ["--ckpt", "--data.root", "--data.batch_size", "--data.num_workers",
-             "--data.download", "--device", "--output", "--tta", "--postprocess", "--full-res",
-             "--verbose"],
-    "predict": ["--ckpt", "inputs", "--output", "--threshold", "--tta", "--postprocess",
-                "--batch_size", "--device", "--verbose"],
+    "test": ["--ckpt", "--save_dir", "--arch", "--data.root", "--data.batch_size",
+             "--data.num_workers", "--data.download", "--device", "--output", "--tta",
+             "--postprocess", "--full-res", "--verbose"],
+    "predict": ["--ckpt", "--save_dir", "--arch", "inputs", "--output", "--threshold", "--tta",
+                "--postprocess", "--batch_size", "--device", "--verbose"],
     "compare": ["runs", "--output", "--title", "--verbose"],
-    "export": ["--ckpt", "--output", "--images", "--verbose"],
+    "export": ["--ckpt", "--save_dir", "--arch", "--output", "--images", "--verbose"],
     "synth": ["root", "--trainval", "--test", "--seed", "--verbose"],
 }  # fmt: skip
 

@@ -15,7 +15,7 @@ def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
         from petseg.train_help import quick_help
 
         print(quick_help(), end="")
-        return 0
+        raise SystemExit(0)  # as argparse's --help does
     if "--help-all" in args:  # LightningCLI's help: every option, the Trainer's last
         args = [("--help" if a == "--help-all" else a) for a in args]
     from petseg.training import train
