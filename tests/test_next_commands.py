@@ -198,3 +198,12 @@ def test_train_prints_the_next_commands_ready_to_paste(synthetic_root, tmp_path,
     pasted = subprocess.run([*command.split(), "--device", "cpu"], capture_output=True, text=True)
     assert pasted.returncode == 0, pasted.stderr  # no --data.root: the checkpoint knows it
     assert "test/dice" in pasted.stdout
+
+
+def test_best_checkpoint_keeps_the_state_key_of_earlier_runs(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from petseg.callbacks import BestCheckpoint
+
+    earlier = ModelCheckpoint(dirpath=tmp_path, monitor="val/dice", mode="max")
+    assert BestCheckpoint(tmp_path).state_key == earlier.state_key  # resuming restores the best

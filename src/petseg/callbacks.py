@@ -29,6 +29,12 @@ class BestCheckpoint(ModelCheckpoint):
             save_weights_only=True,
         )
 
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's own key, so resuming a last.ckpt written before this class existed
+        # restores the best score instead of starting the best over
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)  # called only when the best changes
         if trainer.is_global_zero:
