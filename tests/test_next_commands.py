@@ -174,7 +174,7 @@ def test_compare_writes_under_an_output_folder(trained, tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     assert compare_main([]) == 0
     assert (tmp_path / "comparisons" / "comparison.png").is_file()
-    assert not list(tmp_path.glob("comparison*"))  # nothing in the project root
+    assert not list(tmp_path.glob("comparison.*"))  # nothing in the project root
     table = (tmp_path / "comparisons" / "comparison.md").read_text()
     row = next(line for line in table.splitlines() if "version_0" in line)
     report = (trained[0] / RUN / "test" / "metrics.json").read_text()
