@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,7 +282,7 @@ def as_arguments(options: Mapping[str, Any]) -> list[str]:
 
 
 def train(
-    args: Sequence[str] | Mapping[str, Any] = (),
+    args: Sequence[str] | Mapping[str, Any] | None = (),
     *,
     callbacks: Sequence[Callback] = (),
     test: bool = True,
@@ -296,7 +295,7 @@ def train(
             (``["--arch", "unet", "--config", "configs/quick.yaml"]``) or as a mapping
             (``{"arch": "unet", "model": {"lr": 0.01}}``, see ``as_arguments``). Every check of
             the command line applies; a bad option raises ``PetsegError`` or jsonargparse's
-            ``ArgumentError`` before a run folder is made.
+            ``ArgumentError`` before a run folder is made. ``None`` reads ``sys.argv``.
         callbacks: extra Lightning callbacks (a sweep's pruning callback, say).
         test: score the best checkpoint on the test split and write the report in
             ``<run>/test/``, as ``petseg-train`` does.
@@ -306,10 +305,13 @@ def train(
         >>> result = train({"arch": "unet", "data": {"root": "data"}, "trainer": {"max_epochs": 3}})
         >>> result.run.ckpt_dir, result.best_val_dice, result.test["dice"]
     """
-    argv = as_arguments(args) if isinstance(args, Mapping) else list(args)
+    # None: the process's own command line (LightningCLI reads sys.argv; passing a copy of it
+    # would make Lightning warn that arguments came both ways)
+    if isinstance(args, Mapping):
+        argv: list[str] | None = as_arguments(args)
+    else:
+        argv = None if args is None else list(args)
     verbosity = _verbosity if _verbosity is not None else {"verbose": False}
-    # petseg always hands LightningCLI its arguments, so its advice against that is noise
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = TrainCLI(
         SegmentationModule,
         PetDataModule,

@@ -17,10 +17,10 @@ def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
         print(quick_help(), end="")
         raise SystemExit(0)  # as argparse's --help does
     if "--help-all" in args:  # LightningCLI's help: every option, the Trainer's last
-        args = [("--help" if a == "--help-all" else a) for a in args]
+        argv = [("--help" if a == "--help-all" else a) for a in args]
     from petseg.training import train
 
-    train(args, _verbosity=verbosity)
+    train(argv, _verbosity=verbosity)
     return 0
 
 
