@@ -1,7 +1,6 @@
 """End to end, in-process: petseg-train on synthetic data, its run folders, resuming, and
 petseg-test on its checkpoint through the same code path."""
 
-import contextlib
 import importlib
 import json
 import shutil
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import RUN, train_args
 from petseg.checkpoints import load_model
@@ -19,7 +17,7 @@ from petseg.cli import test_main as petseg_test
 from petseg.cli import train_main
 from petseg.errors import PetsegError
 from petseg.models import build_model
-from petseg.tensorboard import epoch_curves, event_files, read_scalars
+from petseg.tensorboard import EPOCH_TAG, epoch_curves, event_files, read_hparams, read_scalars
 
 BIN = Path(sys.executable).parent
 
@@ -35,8 +33,10 @@ def test_train_writes_one_run_folder_and_prints_a_summary(trained):
     assert lines[0].startswith("training resnet34_unet (") and "train 36 / valid 4" in lines[0]
     assert str(run) in lines[0] and "32-true on cpu" in lines[0]
     assert any(line.startswith("best epoch ") for line in lines)
-    best = next(line.split()[-1] for line in lines if line.startswith("best checkpoint"))
-    assert best.startswith(str(run)) and "dice" in best
+    best = next(line.split()[2] for line in lines if line.startswith("best checkpoint"))
+    assert best == str(run / "best.ckpt")
+    assert f"test it            petseg-test --ckpt {run / 'best.ckpt'}" in lines
+    assert f"see the curves     tensorboard --logdir {out / 'logs'}" in lines
 
 
 def test_a_plain_run_prints_only_what_matters(synthetic_root, tmp_path):
@@ -79,34 +79,35 @@ def test_a_second_run_gets_its_own_folders(trained, synthetic_root, tmp_path):
     assert {p: p.read_bytes() for p in (out / RUN).rglob("*") if p.is_file()} == before
 
 
-def test_tensorboard_curves_test_metrics_and_hparams(trained):
+def test_tensorboard_scalars_are_per_epoch_curves_and_summaries_are_hparams(trained):
     out, _ = trained
     run = out / "logs" / "resnet34_unet" / "version_0"
     curves = epoch_curves(run)
     for tag in ("train/loss", "train/dice", "val/loss", "val/dice", "val/iou", "val/iou_dataset"):
         assert [epoch for epoch, _ in curves[tag]] == [0, 1], tag
-    report = json.loads((out / RUN / "test" / "metrics.json").read_text())
-    for key in ("dice", "iou", "dice_dataset", "iou_dataset"):
-        assert curves[f"test/{key}"][0][1] == pytest.approx(report[key], abs=1e-6)
-    plugins = {}
+    # the Scalars tab: curves with a point per epoch, grouped so that TensorBoard, which opens
+    # its first two groups (sorted by name), opens train and val; no one-point summaries
+    scalars = {}
     for events in event_files(run):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        with contextlib.suppress(KeyError):  # files without an HParams summary
-            plugins |= acc.PluginTagToContent("hparams")
-    assert plugins, "no HParams summary"
-    scalars = {tag for e in event_files(run) for tag in _scalar_tags(e)}
-    assert {"hp/best_val_dice", "hp/test_dice"} <= scalars
-    assert "hp_metric" not in scalars
-    hparams = (run / "hparams.yaml").read_text()
-    assert "_instantiator" not in str(plugins) and "model.base_channels" in str(plugins)
-    assert hparams
-
-
-def _scalar_tags(events) -> list[str]:
-    acc = EventAccumulator(str(events))
-    acc.Reload()
-    return acc.Tags()["scalars"]
+        for tag, points in read_scalars(events).items():
+            scalars.setdefault(tag, []).extend(points)
+    assert {tag.split("/")[0] for tag in scalars} == {"train", "val"}, sorted(scalars)
+    assert "train/lr" in scalars and EPOCH_TAG in scalars
+    for tag, points in scalars.items():
+        assert len(points) >= 2, f"{tag} is a one-point chart"
+    # the HParams tab: settings beside the summary numbers, which equal the report's
+    hparams = read_hparams(run)
+    report = json.loads((out / RUN / "test" / "metrics.json").read_text())
+    for key in ("dice", "iou"):
+        assert hparams[f"best_test_{key}"] == pytest.approx(report[key], abs=1e-6)
+    shown = sorted(hparams)[:5]  # what the HParams table shows without asking
+    assert shown == ["arch", "best_epoch", "best_test_dice", "best_test_iou", "best_val_dice"]
+    best = max(curves["val/dice"], key=lambda point: point[1])
+    assert hparams["best_val_dice"] == pytest.approx(best[1], abs=1e-6)
+    assert hparams["best_epoch"] == best[0]
+    assert hparams["arch"] == "resnet34_unet" and hparams["model.base_channels"] == 8
+    assert not any(name.startswith("_") for name in hparams)  # no _instantiator
+    assert (run / "hparams.yaml").read_text()
 
 
 def test_petseg_test_is_the_same_path_as_training_test(trained, synthetic_root, tmp_path, capsys):
@@ -149,13 +150,13 @@ def test_resume_last_continues_the_same_run(trained, synthetic_root, tmp_path):
 HELP = {
     "train": ["--arch", "--data.root", "--model.loss", "--trainer.max_epochs", "--config",
               "--save_dir", "--log_dir", "--ckpt_path", "--seed_everything", "--verbose"],
-    "test": ["--ckpt", "--data.root", "--data.batch_size", "--data.num_workers",
-             "--data.download", "--device", "--output", "--tta", "--postprocess", "--full-res",
-             "--verbose"],
-    "predict": ["--ckpt", "inputs", "--output", "--threshold", "--tta", "--postprocess",
-                "--batch_size", "--device", "--verbose"],
+    "test": ["--ckpt", "--save_dir", "--arch", "--data.root", "--data.batch_size",
+             "--data.num_workers", "--data.download", "--device", "--output", "--tta",
+             "--postprocess", "--full-res", "--verbose"],
+    "predict": ["--ckpt", "--save_dir", "--arch", "inputs", "--output", "--threshold", "--tta",
+                "--postprocess", "--batch_size", "--device", "--verbose"],
     "compare": ["runs", "--output", "--title", "--verbose"],
-    "export": ["--ckpt", "--output", "--images", "--verbose"],
+    "export": ["--ckpt", "--save_dir", "--arch", "--output", "--images", "--verbose"],
     "synth": ["root", "--trainval", "--test", "--seed", "--verbose"],
 }  # fmt: skip
 

@@ -22,7 +22,7 @@ from petseg.segmenter import Segmenter
 
 
 def _best_ckpt(stdout: str) -> str:
-    return next(line.split()[-1] for line in stdout.splitlines() if line.startswith("best check"))
+    return next(line.split()[2] for line in stdout.splitlines() if line.startswith("best check"))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ A ``.pth`` written by ``petseg-train`` describes itself::
 
     {"format": "petseg-weights", "version": 1, "arch": "resnet34_unet",
      "model_options": {"base_channels": 64, "bilinear": False}, "image_size": 256,
-     "threshold": 0.5, "normalization": {"mean": [...], "std": [...]}, "state_dict": {...}}
+     "threshold": 0.5, "data_root": "/data/oxford-iiit-pet",
+     "normalization": {"mean": [...], "std": [...]}, "state_dict": {...}}
 
 so ``build_model(w["arch"], **w["model_options"]).load_state_dict(w["state_dict"])`` rebuilds it.
 Every file petseg writes here is written atomically (``atomic_save``): into a hidden temporary
@@ -64,6 +65,7 @@ class ModelSpec:
     model_options: dict[str, Any] = field(default_factory=dict)
     image_size: int = 256
     threshold: float = 0.5
+    data_root: str | None = None  # the data it was trained on (absolute), for petseg-test
 
     def build(self) -> nn.Module:
         return build_model(self.arch, **self.model_options)
@@ -104,7 +106,10 @@ def check_spec(fields: Mapping[str, Any], path: str | Path) -> ModelSpec:
     threshold = fields.get("threshold", 0.5)
     if not _is_probability(threshold):
         raise bad("threshold", threshold, "a number between 0 and 1 (both excluded)")
-    return ModelSpec(arch, dict(options), size, float(threshold))
+    data_root = fields.get("data_root")
+    if data_root is not None and not isinstance(data_root, str):
+        raise bad("data_root", data_root, "a path (text) or absent")
+    return ModelSpec(arch, dict(options), size, float(threshold), data_root)
 
 
 def _is_probability(value: Any) -> bool:
@@ -249,6 +254,7 @@ def checkpoint_spec(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Mo
     fields = {"arch": hparams["arch"], "model_options": options}
     fields["image_size"] = data.get("image_size", 256)
     fields["threshold"] = hparams.get("threshold", 0.5)
+    fields["data_root"] = ckpt.get("data_root") or data.get("root")
     return check_spec(fields, path)
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from petseg.errors import PetsegError
-from petseg.tensorboard import epoch_curves
+from petseg.tensorboard import epoch_curves, read_hparams
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Run:
     label: str
     path: Path
     curves: dict[str, list[tuple[int, float]]]
+    hparams: dict = field(default_factory=dict)  # settings and summary numbers (HParams tab)
 
     def best_val(self) -> tuple[float, int] | None:
         points = self.curves.get("val/dice", [])
@@ -28,6 +29,12 @@ class Run:
     def last(self, tag: str) -> float | None:
         points = self.curves.get(tag, [])
         return points[-1][1] if points else None
+
+    def test_score(self, name: str) -> float | None:
+        """The best checkpoint's test score (``dice``, ``iou``) from the HParams, or from the
+        one-point ``test/<name>`` scalar that older runs logged."""
+        value = self.hparams.get(f"best_test_{name}")
+        return float(value) if isinstance(value, (int, float)) else self.last(f"test/{name}")
 
 
 def _has_events(folder: Path) -> bool:
@@ -64,7 +71,10 @@ def load_runs(paths: list[Path]) -> list[Run]:
     """Read each run; labels are the run folders' paths below their common root."""
     paths = [p.resolve() for p in paths]
     common = Path(*_common_parts(paths)) if len(paths) > 1 else paths[0].parent
-    return [Run(str(p.relative_to(common)) or p.name, p, epoch_curves(p)) for p in paths]
+    return [
+        Run(str(p.relative_to(common)) or p.name, p, epoch_curves(p), read_hparams(p))
+        for p in paths
+    ]
 
 
 def _common_parts(paths: list[Path]) -> tuple[str, ...]:
@@ -92,8 +102,8 @@ def markdown_table(runs: list[Run]) -> str:
         epochs = len(run.curves.get("val/dice", []))
         lines.append(
             f"| {run.label} | {epochs} | {fmt(best and best[0])} | {best[1] if best else '-'} "
-            f"| {fmt(run.last('train/dice'))} | {fmt(run.last('test/dice'))} "
-            f"| {fmt(run.last('test/iou'))} |"
+            f"| {fmt(run.last('train/dice'))} | {fmt(run.test_score('dice'))} "
+            f"| {fmt(run.test_score('iou'))} |"
         )
     return "\n".join(lines) + "\n"
 

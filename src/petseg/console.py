@@ -72,3 +72,31 @@ def command_parser(prog: str, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
     parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     return parser
+
+
+def add_checkpoint_options(parser: ArgumentParser) -> None:
+    """``--ckpt``, and ``--save_dir`` and ``--arch`` for finding ``best.ckpt`` or ``last.ckpt``
+    (``petseg.runs.resolve_checkpoint``): the same rule in every command that reads a model."""
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="A .ckpt or .pth written by petseg-train. best.ckpt or last.ckpt alone, where the "
+        "working directory has no such file, is that file of the newest run under --save_dir.",
+    )
+    parser.add_argument(
+        "--save_dir",
+        default="saved_models",
+        help="Where --ckpt best.ckpt or last.ckpt is looked for: SAVE_DIR/<arch>/version_N/.",
+    )
+    parser.add_argument(
+        "--arch",
+        type=str | None,
+        default=None,
+        help="Look for best.ckpt or last.ckpt among the runs of this architecture only.",
+    )
+
+
+def checkpoint_line(path: object, details: str, reason: str = "") -> str:
+    """The line every command prints about the model file it took, and why that one."""
+    because = f"; {reason}" if reason else ""
+    return f"checkpoint         {path} ({details}{because})"

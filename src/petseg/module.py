@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal, get_args
 
 import lightning as L
@@ -192,6 +193,13 @@ class SegmentationModule(L.LightningModule):
             grid = comparison_grid(denormalize(images), masks, preds)
             self.logger.experiment.add_image("val/examples", grid, self._scalar_step())
         self._examples.clear()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the absolute data root: `petseg-test --ckpt` scores a checkpoint without --data.root
+        # (a hook of the module, not a callback: Lightning calls it for weights-only files too)
+        root = getattr(self._trainer and self._trainer.datamodule, "root", None)
+        if root is not None:
+            checkpoint["data_root"] = str(Path(root).resolve())
 
     def _scalar_step(self) -> int:
         """The step Lightning logs this validation's scalars at, so that the images sit on the

@@ -17,6 +17,8 @@ from petseg.errors import PetsegError
 
 _VERSION = re.compile(r"^version_(\d+)$")
 LAST = "last.ckpt"  # rewritten after every epoch; --ckpt_path last resumes the newest run's
+BEST = "best.ckpt"  # the best validation Dice so far, under a name that does not change
+DEFAULT_SAVE_DIR = "saved_models"
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,46 @@ def check_writable_dir(path: str | Path, option: str) -> Path:
             f"{option} {path} is not a writable folder ({err.strerror or err}); pass another"
         ) from None
     return path
+
+
+def replace_with_link(source: str | Path, target: str | Path) -> Path:
+    """Make ``target`` the same file as ``source``, atomically: a hard link (no extra disk) or,
+    where the file system has none, a copy, made under a temporary name and renamed over
+    ``target``, so a reader sees the old file or the new one, never a part or a dangling link."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def resolve_checkpoint(
+    path: str | Path, save_dir: str | Path = DEFAULT_SAVE_DIR, arch: str | None = None
+) -> tuple[Path, str]:
+    """The checkpoint a command means by ``path``, and why, in words ("" when taken as given).
+
+    ``best.ckpt`` or ``last.ckpt`` alone, where the working directory holds no such file, means
+    that file of the newest run under ``<save_dir>/<arch>/version_N/`` (any architecture when
+    ``arch`` is None): the one written last. Any other path is taken as it is.
+    """
+    given = Path(path)
+    if given.exists() or str(path) not in (BEST, LAST):
+        return given, ""
+    pattern = f"{arch or '*'}/version_*/{given.name}"
+    found = [f for f in Path(save_dir).glob(pattern) if run_version(f.parent) is not None]
+    found = [f for f in found if f.is_file()]
+    where = Path(save_dir) / arch if arch else Path(save_dir)
+    if not found:
+        raise PetsegError(
+            f"checkpoint not found: {path} is not in the working directory and no run under "
+            f"{where} has one; pass the path petseg-train printed, or --save_dir (and --arch) "
+            "of the runs"
+        )
+    newest = max(found, key=lambda f: (f.stat().st_mtime, run_version(f.parent)))
+    return newest, f"{path} is not in the working directory: the newest run's under {where}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from petseg.data.dataset import OxfordPetDataset, read_image, to_rgb
 from petseg.errors import PetsegError
 from petseg.inference import predict_logits, predicted_mask, resize_logits, select_device
 from petseg.postprocess import PostProcess, postprocess_logits
+from petseg.runs import DEFAULT_SAVE_DIR, resolve_checkpoint
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -80,20 +81,37 @@ class Segmenter:
         self.batch_size = batch_size
         self.postprocess = postprocess
         self._transform = eval_transform(spec.image_size)
+        self.checkpoint: Path | None = None  # the file it was loaded from (Segmenter.load)
+        self.checkpoint_reason = ""  # why that file, when it is not the path given
 
     @classmethod
-    def load(cls, path: str | Path, threshold: float | None = None, **kwargs) -> Segmenter:
+    def load(
+        cls,
+        path: str | Path,
+        threshold: float | None = None,
+        *,
+        save_dir: str | Path = DEFAULT_SAVE_DIR,
+        arch: str | None = None,
+        **kwargs,
+    ) -> Segmenter:
         """Load a ``.ckpt`` or ``.pth`` written by ``petseg-train`` (``weights_only=True``).
 
-        Its metadata is checked (``petseg.checkpoints.check_spec``); ``threshold``, when given,
-        replaces the file's and must lie strictly between 0 and 1.
+        ``best.ckpt`` or ``last.ckpt`` alone, where the working directory has no such file, is
+        that file of the newest run under ``save_dir`` (of ``arch``, when given); the file taken
+        is ``seg.checkpoint`` and why, in words, ``seg.checkpoint_reason``
+        (``petseg.runs.resolve_checkpoint``). Its metadata is checked
+        (``petseg.checkpoints.check_spec``); ``threshold``, when given, replaces the file's and
+        must lie strictly between 0 and 1.
         """
         if threshold is not None:
             threshold = check_threshold(threshold, "threshold")
-        model, spec = load_model(path)
+        checkpoint, reason = resolve_checkpoint(path, save_dir, arch)
+        model, spec = load_model(checkpoint)
         if threshold is not None:
-            spec = ModelSpec(spec.arch, spec.model_options, spec.image_size, threshold)
-        return cls(model, spec, **kwargs)
+            spec = replace(spec, threshold=threshold)
+        seg = cls(model, spec, **kwargs)
+        seg.checkpoint, seg.checkpoint_reason = checkpoint, reason
+        return seg
 
     @property
     def arch(self) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 Curves = dict[str, list[tuple[int, float]]]
+EPOCH_TAG = "train/epoch"  # the epoch at each step: Lightning's `epoch`, in the train group
 
 
 def event_files(run_dir: str | Path) -> list[Path]:
@@ -61,16 +62,43 @@ def epoch_curves(run_dir: str | Path) -> Curves:
     """Per-epoch scalars of a run: ``{tag: [(epoch, value), ...]}``, sorted by epoch.
 
     Lightning logs epoch-level metrics at the global step where the epoch ended, together with
-    an ``epoch`` scalar at that step; this maps each value to its epoch through that scalar. A
-    resumed run's later files replace what an interrupted run logged for the same epoch, so
-    the curves are those of one continuous run.
+    an epoch scalar (``EPOCH_TAG``) at that step; this maps each value to its epoch through
+    that scalar. A resumed run's later files replace what an interrupted run logged for the
+    same epoch, so the curves are those of one continuous run.
     """
     merged: dict[str, dict[int, float]] = {}
     for events in event_files(run_dir):
         scalars = read_scalars(events)
-        step_to_epoch = {step: int(value) for step, value in scalars.pop("epoch", [])}
+        epochs = scalars.pop(EPOCH_TAG, []) + scalars.pop("epoch", [])  # older runs: `epoch`
+        step_to_epoch = {step: int(value) for step, value in epochs}
         for tag, points in scalars.items():
             for step, value in points:
                 if step in step_to_epoch:
                     merged.setdefault(tag, {})[step_to_epoch[step]] = value
     return {tag: sorted(values.items()) for tag, values in merged.items()}
+
+
+def read_hparams(run_dir: str | Path) -> dict[str, float | str | bool]:
+    """The HParams of a run (its settings and summary numbers, ``{"arch": "unet",
+    "test/dice": 0.91, ...}``) as the HParams tab shows them; where a run wrote several (a
+    resumed run), the latest value of each wins."""
+    from tensorboard.plugins.hparams import metadata
+
+    values: dict[str, float | str | bool] = {}
+    for events in event_files(run_dir):
+        acc = _read(events)
+        if acc is None:
+            continue
+        try:
+            content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+        except KeyError:  # no HParams in this file
+            continue
+        if metadata.SESSION_START_INFO_TAG not in content:
+            continue
+        info = metadata.parse_session_start_info_plugin_data(
+            content[metadata.SESSION_START_INFO_TAG]
+        )
+        for name, value in info.hparams.items():
+            kind = value.WhichOneof("kind")
+            values[name] = getattr(value, kind) if kind else None
+    return values

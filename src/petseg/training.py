@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from petseg.callbacks import BestCheckpoint
 from petseg.checkpoint_io import RunCheckpointIO
 from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint, remove_stale_temporaries
 from petseg.data import PetDataModule
@@ -37,6 +39,7 @@ from petseg.options import bounded_yaml_load, check_trainer_options
 from petseg.precision import auto_precision
 from petseg.quiet import quiet_lightning
 from petseg.runs import (
+    BEST,
     LAST,
     Run,
     check_writable_dir,
@@ -46,6 +49,7 @@ from petseg.runs import (
     newest_checkpoint,
     run_of_checkpoint,
 )
+from petseg.tensorboard import EPOCH_TAG
 
 RUN_VERSION_ENV = "PETSEG_RUN_VERSION"  # hands rank 0's run number to DDP processes it launches
 
@@ -81,13 +85,37 @@ class ValDiceHistory(Callback):
 
 
 class PetsegLogger(TensorBoardLogger):
-    """TensorBoard logger whose HParams tab lists petseg's options only (no ``_instantiator``)."""
+    """TensorBoard logger whose HParams tab lists petseg's options only (no ``_instantiator``),
+    and a run's summary numbers (best valid Dice, test scores) beside them: one value each, so
+    they go to the HParams tab and not, as single-point charts, to the Scalars tab."""
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        # TensorBoard sorts its groups by name and opens the first two: Lightning's `epoch` and
+        # the learning rate monitor's `lr-AdamW` go into the train group, so train and val open
+        super().log_metrics({_tag(name): value for name, value in metrics.items()}, step)
 
     def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None) -> None:
         if not isinstance(params, dict):
             params = vars(params) if hasattr(params, "__dict__") else dict(params)
         clean = {k: v for k, v in params.items() if not str(k).startswith("_")}
         super().log_hyperparams(clean, metrics)
+
+    def log_summary(self, params: dict[str, Any], results: dict[str, float]) -> None:
+        """The run's settings and results as one HParams session (no scalars are written)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        writer = self.experiment._get_file_writer()
+        for summary in hparams({**params, **results}, {}):  # experiment, session start, end
+            writer.add_summary(summary)
+        self.experiment.flush()
+
+
+def _tag(name: str) -> str:
+    """The TensorBoard tag of a metric Lightning logs: ``epoch`` and ``lr-<optimizer>`` in the
+    train group, the rest (``train/dice``, ``val/loss``) as they are."""
+    if name == "epoch":
+        return EPOCH_TAG
+    return "train/lr" if name.startswith("lr-") else name
 
 
 class StartLine(Callback):
@@ -136,6 +164,10 @@ class TrainCLI(LightningCLI):
             quiet_lightning()
 
     def add_arguments_to_parser(self, parser) -> None:
+        # --help-all: petseg's options and the model's and data's before the Trainer's 360 lines
+        parser._action_groups.remove(trainer := parser.groups["trainer"])
+        parser._action_groups.append(trainer)
+        parser.usage = "petseg-train [--arch ARCH] [--config FILE] [--OPTION VALUE ...]"
         parser.add_argument(
             "--arch", type=Arch, default="resnet34_unet", help="Architecture to train."
         )
@@ -191,20 +223,14 @@ class TrainCLI(LightningCLI):
         if self.resume is not None:  # keep the first config.yaml: name this one after the resume
             taken = len(list(self.run.log_dir.glob("config*.yaml")))
             self.save_config_kwargs["config_filename"] = f"config-resume{taken}.yaml"
-        best = ModelCheckpoint(
-            dirpath=self.run.ckpt_dir,
-            filename="epoch{epoch:03d}-dice{val/dice:.4f}",
-            auto_insert_metric_name=False,
-            monitor="val/dice",
-            mode="max",
-        )
+        best = BestCheckpoint(self.run.ckpt_dir)  # weights only; also as best.ckpt
         # Lightning's save_last only follows top-k saves; this rewrites last.ckpt every epoch.
         last = ModelCheckpoint(
             dirpath=self.run.ckpt_dir, filename=Path(LAST).stem, enable_version_counter=False
         )
         self.guard = SignalGuard(self.run.ckpt_dir / LAST)
-        callbacks = [best, last, LearningRateMonitor("epoch"), StartLine(self.run), self.history]
-        callbacks += [self.guard, *self.extra_callbacks]
+        callbacks = [best, last, LearningRateMonitor("epoch")]
+        callbacks += [StartLine(self.run), self.history, self.guard, *self.extra_callbacks]
         self.trainer_defaults["callbacks"] = callbacks
         kwargs["plugins"] = _with_checkpoint_io(trainer_cfg.get("plugins"), self.run.ckpt_dir)
         remove_stale_temporaries(self.run.ckpt_dir)  # what a killed save left in a resumed run
@@ -249,6 +275,11 @@ def _with_checkpoint_io(plugins: Any, run_dir: Path) -> list[Any]:
 def _check_resumable(ckpt: dict[str, Any], path: Path, cfg) -> None:
     """The checkpoint must be of ``--arch`` and the same network options as this run."""
     saved = ckpt["hyper_parameters"]
+    if "optimizer_states" not in ckpt:
+        raise PetsegError(
+            f"checkpoint {path} holds the weights only (the best checkpoint), so training cannot "
+            f"resume from it; resume from its run's {LAST} (--ckpt_path last)"
+        )
     if saved["arch"] != cfg.arch:
         raise PetsegError(
             f"checkpoint {path} is a {saved['arch']} checkpoint but --arch is {cfg.arch}; "
@@ -377,19 +408,17 @@ def _finish(cli: TrainCLI, trainer: L.Trainer, result: TrainResult, test: bool) 
             skip_missing=cli.datamodule.skip_missing,
         )
         summary = {k: float(v) for k, v in evaluation.summary.items()}
-    if trainer.logger is not None:
-        if summary:
-            scores = {f"test/{k}": v for k, v in summary.items()}
-            trainer.logger.log_metrics(
-                {**scores, "epoch": trainer.current_epoch}, trainer.global_step
-            )
-        hp_metrics = {"hp/best_val_dice": best_dice, "hp/best_epoch": best_epoch}
-        hp_metrics |= {f"hp/test_{k}": v for k, v in summary.items()}
-        trainer.logger.log_hyperparams(_hparams(cli), hp_metrics)
-        trainer.logger.save()
-    print(f"best checkpoint    {best}")
+    if isinstance(trainer.logger, PetsegLogger):
+        # named to sort first: the HParams table shows the first five columns by name
+        results = {"best_val_dice": best_dice, "best_epoch": best_epoch}
+        results |= {f"best_test_{k}": summary[k] for k in ("dice", "iou") if k in summary}
+        trainer.logger.log_summary(_hparams(cli), results)
+    stable = cli.run.ckpt_dir / BEST  # the same file as `best`, under a name that stays
+    print(f"best checkpoint    {stable} (= {Path(best).name}, weights only)")
     print(f"best weights       {pth}")
-    print(f"curves             tensorboard --logdir {cli.config.log_dir}  ({cli.run.log_dir})")
+    print(f"last checkpoint    {cli.run.ckpt_dir / LAST} (resume: --ckpt_path last)")
+    print(f"test it            petseg-test --ckpt {shlex.quote(str(stable))}")
+    print(f"see the curves     tensorboard --logdir {shlex.quote(str(cli.config.log_dir))}")
     return replace(
         result,
         best_checkpoint=Path(best),

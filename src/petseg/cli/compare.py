@@ -17,7 +17,9 @@ def parser():
     )
     parser.add_argument("runs", nargs="*", default=["logs"], help="Run folders (default: logs).")
     parser.add_argument(
-        "--output", default="comparison.png", help="The PNG; the table goes beside it as .md."
+        "--output",
+        default="comparisons/comparison.png",
+        help="The PNG (its folder is made if needed); the table goes beside it as .md.",
     )
     parser.add_argument("--title", default="", help="A title over the plots.")
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from petseg.cli import command_parser, run_command
+from petseg.console import add_checkpoint_options, checkpoint_line
 
 
 def parser():
@@ -18,7 +19,7 @@ def parser():
         "up to 8 (a single image also beside its mirror image); otherwise it is an error and "
         "nothing is written.",
     )
-    parser.add_argument("--ckpt", required=True, help="A .ckpt or .pth written by petseg-train.")
+    add_checkpoint_options(parser)
     parser.add_argument(
         "--output",
         required=True,
@@ -39,14 +40,16 @@ def parser():
 def _export(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from petseg.export import export_model
+    from petseg.runs import resolve_checkpoint
 
-    result = export_model(args.ckpt, args.output, args.images)
+    ckpt, reason = resolve_checkpoint(args.ckpt, args.save_dir, args.arch)
+    result = export_model(ckpt, args.output, args.images)
     meta, size = result.metadata, result.metadata["image_size"]
     n = result.images
     what = f"{n} image{'s' * (n != 1)}" if args.images else f"{n} generated inputs"
     batches = ", ".join(map(str, result.batch_sizes))
-    print(f"checkpoint         {args.ckpt} ({meta['arch']}, {size}px, threshold "
-          f"{meta['threshold']})")  # fmt: skip
+    details = f"{meta['arch']}, {size}px, threshold {meta['threshold']}"
+    print(checkpoint_line(ckpt, details, reason))
     print(f"exported           {result.path} ({result.format}, "
           f"{result.path.stat().st_size / 1e6:.1f} MB)")  # fmt: skip
     print(f"takes              {meta['input']}")

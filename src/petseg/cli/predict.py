@@ -8,6 +8,7 @@ from pathlib import Path
 from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from petseg.cli import command_parser, run_command
+from petseg.console import add_checkpoint_options, checkpoint_line
 from petseg.postprocess import PostProcess
 
 
@@ -20,7 +21,7 @@ def parser():
         "<name>_overlay.png per image, mirroring input folders under --output, and index.csv. "
         "Exit code 1 if any input could not be read.",
     )
-    parser.add_argument("--ckpt", required=True, help="A .ckpt or .pth written by petseg-train.")
+    add_checkpoint_options(parser)
     parser.add_argument("inputs", nargs="+", help="Image files and folders of images.")
     parser.add_argument("--output", required=True, help="Folder for masks and overlays.")
     parser.add_argument(
@@ -58,7 +59,10 @@ def _predict(argv: list[str] | None) -> int:
         raise PetsegError(f"no images to segment in {' '.join(args.inputs)}")
     check_outputs_free(jobs, output)
     seg = Segmenter.load(args.ckpt, threshold=threshold, device=device, tta=args.tta,
-                         batch_size=args.batch_size, postprocess=args.postprocess)  # fmt: skip
+                         batch_size=args.batch_size, postprocess=args.postprocess,
+                         save_dir=args.save_dir, arch=args.arch)  # fmt: skip
+    print(checkpoint_line(seg.checkpoint, f"{seg.arch}, {seg.image_size}px",
+                          seg.checkpoint_reason))  # fmt: skip
     check_writable_dir(output, "--output")  # made once the model loads: a bad one leaves none
     failed = predict_files(seg, jobs, output, missing=missing)
     for error in missing + failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from petseg.cli import command_parser, run_command
+from petseg.console import add_checkpoint_options, checkpoint_line
 from petseg.data.defaults import DEFAULT_ROOT
 from petseg.postprocess import PostProcess
 
@@ -14,10 +15,16 @@ def parser():
         "petseg-test",
         "Score a petseg checkpoint (.ckpt or .pth) on the test split (annotations/test.txt): "
         "mean per-image Dice and IoU, dataset-level (pooled) Dice and IoU. The architecture, "
-        "image size and threshold come from the checkpoint.",
+        "image size, threshold and data root come from the checkpoint.",
     )
-    parser.add_argument("--ckpt", required=True, help="A .ckpt or .pth written by petseg-train.")
-    parser.add_argument("--data.root", default=DEFAULT_ROOT, help="Data root (official layout).")
+    add_checkpoint_options(parser)
+    parser.add_argument(
+        "--data.root",
+        type=str | None,
+        default=None,
+        help="Data root (official layout); default: the one the checkpoint was trained on, "
+        f"else {DEFAULT_ROOT}.",
+    )
     parser.add_argument("--data.batch_size", type=PositiveInt, default=16, help="Images per batch.")
     parser.add_argument(
         "--data.num_workers",
@@ -67,23 +74,48 @@ def _test(argv: list[str] | None) -> int:
     seg = Segmenter.load(
         args.ckpt,
         device=device,
+        save_dir=args.save_dir,
+        arch=args.arch,
         tta=args.tta,
         batch_size=int(args.data.batch_size),
         postprocess=args.postprocess,
     )
     if args.output:  # made once the model loads: a bad checkpoint leaves no folder
         check_writable_dir(args.output, "--output")
-    ensure_data(args.data.root, allow_download=args.data.download)
+    root, whence = data_root(args.data.root, seg)
+    ensure_data(root, allow_download=args.data.download)
     extras = [", TTA"] if args.tta else []
     extras += [f", post-processing {args.postprocess}"] if args.postprocess != "none" else []
-    print(f"checkpoint         {args.ckpt} ({seg.arch}, {seg.image_size}px{''.join(extras)})")
+    details = f"{seg.arch}, {seg.image_size}px{''.join(extras)}"
+    print(checkpoint_line(seg.checkpoint, details, seg.checkpoint_reason))
+    print(f"data               {root} ({whence})")
     score_test_split(
-        seg, args.data.root, args.output, full_res=args.full_res,
+        seg, root, args.output, full_res=args.full_res,
         num_workers=default_workers(
             None if args.data.num_workers is None else int(args.data.num_workers)
-        ), info={"checkpoint": str(args.ckpt)},
+        ), info={"checkpoint": str(seg.checkpoint)},
     )  # fmt: skip
     return 0
+
+
+def data_root(option: str | None, seg) -> tuple[str, str]:
+    """The data root to score on, and where it comes from: ``--data.root``, else the one the
+    checkpoint was trained on, else the default. A recorded root that is gone is an error."""
+    from pathlib import Path
+
+    from petseg.errors import PetsegError
+
+    if option is not None:
+        return option, "--data.root"
+    recorded = seg.spec.data_root
+    if recorded is None:
+        return DEFAULT_ROOT, "the default; the checkpoint records no data root"
+    if not Path(recorded).is_dir():
+        raise PetsegError(
+            f"the checkpoint {seg.checkpoint} was trained on {recorded}, which is not a folder "
+            "here; pass --data.root"
+        )
+    return recorded, "the checkpoint's training data; --data.root overrides it"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,14 @@ from petseg.console import run_command, verbose_requested
 def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
     import sys
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in args or "--help" in args:  # petseg's options, at once (no Lightning import)
+        from petseg.train_help import quick_help
+
+        print(quick_help(), end="")
+        raise SystemExit(0)  # as argparse's --help does
+    if "--help-all" in args:  # LightningCLI's help: every option, the Trainer's last
+        argv = [("--help" if a == "--help-all" else a) for a in args]
     from petseg.interrupts import TrainingInterrupted
     from petseg.training import train
 

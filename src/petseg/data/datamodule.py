@@ -27,7 +27,7 @@ class PetDataModule(L.LightningDataModule):
         root: Data folder in the official layout (``images/``, ``annotations/``).
         image_size: Side of the square that images and masks are resized to.
         batch_size: Images per batch, for every split.
-        num_workers: Loader processes; ``None`` picks ``min(8, CPU count)``.
+        num_workers: Loader processes; ``None`` picks ``min(8, usable CPUs)`` (its affinity).
         augment: Training augmentation: ``none``, ``basic`` (flip, small scale/rotate) or
             ``strong`` (adds colour, gamma, CLAHE, channel shuffle and a random resized crop).
         download: Fetch the official archives into ``root`` when it holds no data.

@@ -266,7 +266,7 @@ class OxfordPetDataset(Dataset):
         or, with ``skip_missing``, are dropped with a warning. Returns the problems found, in
         split order.
 
-        The pairs are read by a pool of ``min(8, CPU count)`` threads (PIL decodes without
+        The pairs are read by a pool of ``min(8, usable CPUs)`` threads (PIL decodes without
         holding the GIL); results come back in split order, so the report does not depend on it.
         """
         with ThreadPoolExecutor(default_workers(None)) as pool:
