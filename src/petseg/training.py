@@ -117,10 +117,12 @@ class TrainCLI(LightningCLI):
         *args,
         verbosity: dict[str, bool],
         extra_callbacks: Sequence[Callback] = (),
+        extra_hparams: Mapping[str, Any] | None = None,
         **kwargs,
     ) -> None:
         self.verbosity = verbosity
         self.extra_callbacks = list(extra_callbacks)
+        self.extra_hparams = dict(extra_hparams or {})
         self.history = ValDiceHistory()
         super().__init__(*args, **kwargs)
 
@@ -249,33 +251,44 @@ def as_arguments(options: Mapping[str, Any]) -> list[str]:
     return args
 
 
-def train(
-    args: Sequence[str] | Mapping[str, Any] = (),
-    *,
-    callbacks: Sequence[Callback] = (),
-    test: bool = True,
-    _verbosity: dict[str, bool] | None = None,
-) -> TrainResult:
-    """Train a model as ``petseg-train`` does, and return its run folder and scores.
+class _Parsed(Exception):
+    """Raised by ``_ParseOnlyCLI`` once the arguments are parsed (and checked)."""
 
-    Args:
-        args: ``petseg-train``'s options, as command-line arguments
-            (``["--arch", "unet", "--config", "configs/quick.yaml"]``) or as a mapping
-            (``{"arch": "unet", "model": {"lr": 0.01}}``, see ``as_arguments``). Every check of
-            the command line applies; a bad option raises ``PetsegError`` or jsonargparse's
-            ``ArgumentError`` before a run folder is made.
-        callbacks: extra Lightning callbacks (a sweep's pruning callback, say).
-        test: score the best checkpoint on the test split and write the report in
-            ``<run>/test/``, as ``petseg-train`` does.
 
-    Example:
-        >>> from petseg import train
-        >>> result = train({"arch": "unet", "data": {"root": "data"}, "trainer": {"max_epochs": 3}})
-        >>> result.run.ckpt_dir, result.best_val_dice, result.test["dice"]
+class _ParseOnlyCLI(TrainCLI):
+    """``TrainCLI`` that stops after parsing; with ``checks``, after the checks that need no model
+    or data classes either (output folders, the data root)."""
+
+    checks = False
+
+    def before_instantiate_classes(self) -> None:
+        if self.checks:
+            super().before_instantiate_classes()
+        raise _Parsed(self.config)
+
+
+def check_args(args: Sequence[str], *, checks: bool = False) -> Any:
+    """Parse ``petseg-train`` arguments without training, and return the parsed config.
+
+    Raises jsonargparse's ``ArgumentError`` for an option ``petseg-train`` refuses; with
+    ``checks``, also ``PetsegError`` for unusable output folders, data or ``--ckpt_path``.
     """
-    argv = as_arguments(args) if isinstance(args, Mapping) else list(args)
-    verbosity = _verbosity if _verbosity is not None else {"verbose": False}
-    cli = TrainCLI(
+    cls = type("_CheckingCLI", (_ParseOnlyCLI,), {"checks": checks})
+    try:
+        _make_cli(list(args), {"verbose": False}, (), None, cls=cls)
+    except _Parsed as parsed:
+        return parsed.args[0]
+    raise AssertionError("unreachable: the CLI stops after parsing")
+
+
+def _make_cli(
+    argv: list[str],
+    verbosity: dict[str, bool],
+    callbacks: Sequence[Callback],
+    hparams: Mapping[str, Any] | None,
+    cls: type[TrainCLI] = TrainCLI,
+) -> TrainCLI:
+    return cls(
         SegmentationModule,
         PetDataModule,
         run=False,
@@ -291,7 +304,40 @@ def train(
         },
         verbosity=verbosity,
         extra_callbacks=callbacks,
+        extra_hparams=hparams,
     )
+
+
+def train(
+    args: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    callbacks: Sequence[Callback] = (),
+    test: bool = True,
+    hparams: Mapping[str, Any] | None = None,
+    _verbosity: dict[str, bool] | None = None,
+) -> TrainResult:
+    """Train a model as ``petseg-train`` does, and return its run folder and scores.
+
+    Args:
+        args: ``petseg-train``'s options, as command-line arguments
+            (``["--arch", "unet", "--config", "configs/quick.yaml"]``) or as a mapping
+            (``{"arch": "unet", "model": {"lr": 0.01}}``, see ``as_arguments``). Every check of
+            the command line applies; a bad option raises ``PetsegError`` or jsonargparse's
+            ``ArgumentError`` before a run folder is made.
+        callbacks: extra Lightning callbacks (a sweep's pruning callback, say).
+        test: score the best checkpoint on the test split and write the report in
+            ``<run>/test/``, as ``petseg-train`` does.
+        hparams: extra TensorBoard HParams for the run (``petseg-sweep`` names its study and
+            trial there).
+
+    Example:
+        >>> from petseg import train
+        >>> result = train({"arch": "unet", "data": {"root": "data"}, "trainer": {"max_epochs": 3}})
+        >>> result.run.ckpt_dir, result.best_val_dice, result.test["dice"]
+    """
+    argv = as_arguments(args) if isinstance(args, Mapping) else list(args)
+    verbosity = _verbosity if _verbosity is not None else {"verbose": False}
+    cli = _make_cli(argv, verbosity, callbacks, hparams)
     trainer, data = cli.trainer, cli.datamodule
     try:
         trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
@@ -367,4 +413,5 @@ def _hparams(cli: TrainCLI) -> dict[str, Any]:
     for key in ("max_epochs", "precision", "accumulate_grad_batches", "gradient_clip_val"):
         flat[f"trainer.{key}"] = cli.config.trainer.get(key)
     flat["trainer.precision"] = str(cli.trainer.precision)
+    flat |= cli.extra_hparams
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
