@@ -216,7 +216,7 @@ def check_options(train_args: Sequence[str], space: Mapping[str, Mapping[str, An
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", _ARGS_WARNING)
-            check_args(train_args, checks=True)
+            check_args(train_args)
     except ArgumentError as err:
         raise PetsegError(f"petseg-train refuses the sweep's options: {_flat(err)}") from None
     for values in _corners(space):
@@ -225,10 +225,13 @@ def check_options(train_args: Sequence[str], space: Mapping[str, Mapping[str, An
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", _ARGS_WARNING)
                 check_args([*train_args, *extra])
-        except ArgumentError as err:
+        except (ArgumentError, PetsegError) as err:
             raise PetsegError(
                 f"petseg-train refuses a value of the space ({' '.join(extra)}): {_flat(err)}"
             ) from None
+    with warnings.catch_warnings():  # last: it makes the output folders
+        warnings.filterwarnings("ignore", _ARGS_WARNING)
+        check_args(train_args, checks=True)  # the output folders, the data
 
 
 def _flat(err: BaseException) -> str:
@@ -350,11 +353,13 @@ def _reporter_class():
     from lightning.pytorch.callbacks import Callback
 
     class TrialReporter(Callback):
-        """Reports validation Dice to an Optuna trial every epoch and prunes it when told to;
-        names the run's folder, and notices Ctrl-C (Lightning turns it into ``SystemExit``)."""
+        """Reports validation Dice to an Optuna trial every epoch (``report``: the first seed's
+        run) and prunes it when the study's pruner says so; writes ``sweep.json`` (study, trial,
+        seed, values) into the run's folder, and notices Ctrl-C (which Lightning turns into
+        ``SystemExit``)."""
 
-        def __init__(self, trial, prune: bool, info: Mapping[str, Any]) -> None:
-            self.trial, self.prune, self.info = trial, prune, dict(info)
+        def __init__(self, trial, report: bool, info: Mapping[str, Any]) -> None:
+            self.trial, self.report, self.info = trial, report, dict(info)
             self.run_dir: Path | None = None
             self.interrupted = False
             self.pruned_epoch: int | None = None
@@ -371,7 +376,7 @@ def _reporter_class():
                 return
             value = float(trainer.callback_metrics["val/dice"])
             self.values.append(value)
-            if not self.prune:
+            if not self.report:
                 return
             epoch = trainer.current_epoch
             self.trial.report(value, epoch)
@@ -419,9 +424,7 @@ class _Objective:
                 "seed": seed,
                 "params": params,
             }
-            reporter = self.reporter_class(
-                trial, prune=index == 0 and self.cfg.pruner != "none", info=info
-            )
+            reporter = self.reporter_class(trial, report=index == 0, info=info)
             argv = [*self.train_args, *extra, f"--seed_everything={seed}"]
             hparams = {"sweep.study": self.cfg.study, "sweep.trial": trial.number}
             try:
@@ -645,6 +648,8 @@ def leaderboard(study) -> list[Row]:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         note = a.get("fail_reason", "")
+        if t.state.name == "FAIL" and not note:
+            note = "its worker stopped (no heartbeat)"
         if t.state.name == "PRUNED":
             note = f"pruned at epoch {a.get('pruned_epoch')}"
         rows.append(

@@ -256,22 +256,26 @@ class _Parsed(Exception):
 
 
 class _ParseOnlyCLI(TrainCLI):
-    """``TrainCLI`` that stops after parsing; with ``checks``, after the checks that need no model
-    or data classes either (output folders, the data root)."""
+    """``TrainCLI`` that stops after parsing and building the model and data module (whose
+    ``__init__`` check their options); with ``checks``, after the checks of output folders, the
+    data root and ``--ckpt_path`` too. It claims no run folder and trains nothing."""
 
     checks = False
 
     def before_instantiate_classes(self) -> None:
         if self.checks:
             super().before_instantiate_classes()
+        self.parser.instantiate_classes(self.config)
         raise _Parsed(self.config)
 
 
 def check_args(args: Sequence[str], *, checks: bool = False) -> Any:
-    """Parse ``petseg-train`` arguments without training, and return the parsed config.
+    """Parse ``petseg-train`` arguments and build the model and data module without training;
+    return the parsed config.
 
-    Raises jsonargparse's ``ArgumentError`` for an option ``petseg-train`` refuses; with
-    ``checks``, also ``PetsegError`` for unusable output folders, data or ``--ckpt_path``.
+    Raises jsonargparse's ``ArgumentError`` for an option ``petseg-train`` refuses, and
+    ``PetsegError`` for a value the model or data module refuses; with ``checks``, also for
+    unusable output folders, data or ``--ckpt_path``.
     """
     cls = type("_CheckingCLI", (_ParseOnlyCLI,), {"checks": checks})
     try:
