@@ -443,7 +443,7 @@ def postgres_url():
         [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"], **run
     )
     try:
-        yield f"postgresql+psycopg2://petseg@127.0.0.1:{port}/postgres"
+        yield f"postgresql://petseg@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], **run)
         shutil.rmtree(folder, ignore_errors=True)
@@ -503,7 +503,7 @@ def test_optuna_dashboard_serves_the_studys_trials(grid_sweep):
         def studies():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                    return json.load(r)["studies"]
+                    return json.load(r)["study_summaries"]
             except OSError:
                 return None
 
@@ -516,6 +516,7 @@ def test_optuna_dashboard_serves_the_studys_trials(grid_sweep):
         for t in study_of(folder, "width").get_trials():
             assert served[t.number]["state"] == "Complete"
             assert served[t.number]["values"] == [pytest.approx(t.value)]
+            assert len(served[t.number]["intermediate_values"]) == 1  # the first seed's epoch
     finally:
         server.terminate()
         server.wait(30)
