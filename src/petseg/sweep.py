@@ -762,6 +762,7 @@ def _plots(study, rows: list[Row], keys: list[str], output: Path) -> dict[str, P
         return written
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Target and region quantiles")  # alike trials
         ax = ov.plot_optimization_history(study, target_name="val Dice (mean over seeds)")
         written["history"] = output / "history.png"
         ax.figure.savefig(written["history"], dpi=100, bbox_inches="tight")
