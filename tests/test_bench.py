@@ -2,6 +2,7 @@
 of the time-to-Dice run (the benchmark's own CPU run is in test_fast.py)."""
 
 import json
+import math
 import sys
 
 import pytest
@@ -104,3 +105,25 @@ def test_curves_plot_petseg_and_peer_runs_against_seconds(trained, tmp_path, cap
     assert curves_main(argv) == 0 and out.read_bytes().startswith(b"\x89PNG")
     assert curves_main(argv) == 2  # never replaced
     assert "already exists" in capsys.readouterr().err
+
+
+def test_learning_curve_recovers_a_power_law_and_projects(tmp_path, capsys):
+    from petseg.bench.learning_curve import fit_power_law, project
+
+    exact = [(n, 1 - 2.0 * n**-0.5) for n in (100, 200, 400, 800)]
+    a, b = fit_power_law(exact)
+    assert (a, b) == (pytest.approx(2.0), pytest.approx(0.5))
+    p = project(exact, 3200)
+    assert p["dice"] == pytest.approx(1 - 2.0 * 3200**-0.5)
+    assert p["dice_low"] == pytest.approx(p["dice"]) == pytest.approx(p["dice_high"])
+    assert math.isnan(project(exact[:2], 3200)["dice_low"])  # two runs: no interval
+    points = tmp_path / "points.csv"
+    rows = [f"unet,{n},0,{d}" for n, d in exact]
+    points.write_text("arch,train_images,seed,test_dice\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "curve.png"
+    assert bench_main(["learning-curve", str(points), "--output", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert "projected to 3312 images: 0.965" in capsys.readouterr().out
+    points.write_text("arch,images\nunet,3\n")
+    assert bench_main(["learning-curve", str(points)]) == 2
+    assert "needs the columns arch, train_images, seed, test_dice" in capsys.readouterr().err

@@ -11,13 +11,15 @@ from typing import Any
 import torch
 from torchvision.io import write_png
 
+from petseg.data.breeds import breed_of, read_species
 from petseg.data.dataset import OxfordPetDataset
 from petseg.errors import PetsegError
 from petseg.inference import resize_logits
 from petseg.segmenter import Evaluation, Segmenter
 from petseg.visualize import comparison_grid
 
-REPORT_FILES = ("metrics.json", "per_image.csv", "overlays")
+REPORT_FILES = ("metrics.json", "per_image.csv", "per_breed.csv", "overlays")
+WEAKEST_SHOWN = 5  # breeds printed after the scores
 SUMMARY_KEYS = ("dice", "iou", "dice_dataset", "iou_dataset")
 
 
@@ -60,6 +62,8 @@ def score_test_split(
     if evaluation.full_res is not None:
         print("at original image size:")
         print_scores(evaluation.full_res)
+    breeds = per_breed(evaluation, read_species(root))
+    print_weakest(breeds)
     if output is not None:
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
@@ -69,8 +73,10 @@ def score_test_split(
         details |= info or {}
         write_metrics(out / "metrics.json", evaluation, details)
         write_per_image(out / "per_image.csv", evaluation)
+        write_rows(out / "per_breed.csv", breeds)
         overlays = write_overlays(out / "overlays", dataset, evaluation, segmenter)
-        print(f"report             {out}/ (metrics.json, per_image.csv, {len(overlays)} overlays)")
+        files = f"metrics.json, per_image.csv, per_breed.csv, {len(overlays)} overlays"
+        print(f"report             {out}/ ({files})")
     return evaluation
 
 
@@ -96,6 +102,47 @@ def write_per_image(path: Path, evaluation: Evaluation) -> None:
         writer.writerow(columns)
         for row in zip(*(evaluation.per_image[c] for c in columns), strict=True):
             writer.writerow([v if isinstance(v, str) else f"{v:.6f}" for v in row])
+
+
+def per_breed(evaluation: Evaluation, species: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per breed, weakest first: its species (where the dataset's lists say), image
+    count, mean per-image Dice and IoU (also at original size when scored there), and its worst
+    image. The breed is the image name without its number (``petseg.data.breeds.breed_of``)."""
+    per_image = evaluation.per_image
+    full = "dice_full_res" in per_image
+    key = "dice_full_res" if full else "dice"
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(per_image["name"]):
+        groups.setdefault(breed_of(name), []).append(index)
+    rows = []
+    for breed, indices in groups.items():
+        worst = min(indices, key=lambda i: per_image[key][i])
+        row: dict[str, Any] = {"breed": breed, "species": species.get(breed, ""),
+                               "images": len(indices)}  # fmt: skip
+        columns = ["dice", "iou"] + (["dice_full_res", "iou_full_res"] if full else [])
+        for column in columns:
+            row[column] = sum(per_image[column][i] for i in indices) / len(indices)
+        row |= {"worst_image": per_image["name"][worst], f"worst_{key}": per_image[key][worst]}
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r[key], r["breed"]))
+
+
+def print_weakest(rows: list[dict[str, Any]], shown: int = WEAKEST_SHOWN) -> None:
+    """The weakest breeds by mean Dice (at original size when scored there), one line."""
+    if len(rows) < 2:
+        return
+    key = "dice_full_res" if "dice_full_res" in rows[0] else "dice"
+    weakest = ", ".join(f"{r['breed']} {r[key]:.3f} ({r['images']})" for r in rows[:shown])
+    print(f"weakest breeds     {weakest}  (mean {key}, images; of {len(rows)} breeds)")
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """A CSV with the rows' keys as columns, floats to six places."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(rows[0]) if rows else [])
+        for row in rows:
+            writer.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row.values()])
 
 
 def write_overlays(

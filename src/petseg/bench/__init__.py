@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 PEER_COMMAND = "peer"
+CURVE_COMMAND = "learning-curve"
 # The checkout's configs/fast.yaml, the file petseg-train --config reads (src/petseg/bench/ is
 # three folders below the checkout).
 FAST_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "fast.yaml"
@@ -102,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petseg-bench",
         description=__doc__.split("\n")[0],
-        epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer).",
+        epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer); "
+        f"petseg-bench {CURVE_COMMAND} --help: fit and plot a learning curve.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--image_size", type=int, default=256)
@@ -146,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     from petseg.console import run_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [CURVE_COMMAND]:
+        from petseg.bench import learning_curve
+
+        return learning_curve.main(argv[1:])
     if argv[:1] == [PEER_COMMAND]:
         from petseg.bench import peer
 

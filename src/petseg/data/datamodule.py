@@ -7,9 +7,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from petseg.data.breeds import breed_of, check_breeds, spread_subset
 from petseg.data.cache import CachedSplit, as_batch, build_cache
 from petseg.data.copy_paste import copy_paste
-from petseg.data.dataset import OxfordPetDataset
+from petseg.data.dataset import OxfordPetDataset, split_names
 from petseg.data.defaults import DEFAULT_ROOT, default_workers
 from petseg.data.download import ensure_data
 from petseg.data.sampler import SeededSampler
@@ -38,6 +39,12 @@ class PetDataModule(L.LightningDataModule):
         copy_paste: Probability that a training image receives the pet of another image of its
             batch, mirrored and shifted at random (``petseg.data.copy_paste``), after the other
             augmentation; 0 turns it off.
+        train_limit: Train on this many images of the train split only: a deterministic subset
+            spread over its breeds in proportion (``petseg.data.breeds.spread_subset``; a
+            smaller limit's subset is part of a larger one's). Valid and test are unchanged.
+        holdout_breeds: Breeds left out of train and valid (test keeps them), to measure how a
+            model does on breeds it never saw: names as in the file names (``Bengal``,
+            ``american_bulldog``).
     """
 
     def __init__(
@@ -52,6 +59,8 @@ class PetDataModule(L.LightningDataModule):
         cache: bool = False,
         cache_dir: str = "dataset/cache",
         copy_paste: float = 0.0,
+        train_limit: int | None = None,
+        holdout_breeds: list[str] | None = None,
     ) -> None:
         super().__init__()
         if image_size < 32:
@@ -61,6 +70,8 @@ class PetDataModule(L.LightningDataModule):
         check_augment(augment)
         if not 0 <= copy_paste <= 1:
             raise PetsegError(f"--data.copy_paste {copy_paste} is a probability: 0 to 1")
+        if train_limit is not None and train_limit < 1:
+            raise PetsegError(f"--data.train_limit {train_limit} must be at least 1")
         self.save_hyperparameters()
         self.root = root
         self.image_size = image_size
@@ -72,6 +83,8 @@ class PetDataModule(L.LightningDataModule):
         self.cache = cache
         self.cache_dir = cache_dir
         self.copy_paste = copy_paste
+        self.train_limit = train_limit
+        self.holdout_breeds = list(holdout_breeds or [])
         self.datasets: dict[str, OxfordPetDataset | CachedSplit] = {}
         self._prepared: dict[str, dict] = {}  # caches prepare_data built or read, for setup
 
@@ -90,7 +103,7 @@ class PetDataModule(L.LightningDataModule):
             trainer = getattr(self, "trainer", None)
             stage = trainer.state.fn.value if trainer is not None and trainer.state.fn else None
             for split in [s for s in self._splits(stage) if s not in self.datasets]:
-                dataset = OxfordPetDataset(self.root, split, skip_missing=self.skip_missing)
+                dataset = self._dataset(split)
                 self._prepared[split] = build_cache(dataset, self.image_size, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
@@ -107,7 +120,7 @@ class PetDataModule(L.LightningDataModule):
                     if split == "train"
                     else eval_transform(self.image_size)
                 )
-                dataset = OxfordPetDataset(self.root, split, transform, self.skip_missing)
+                dataset = self._dataset(split, transform)
                 if self.cache:  # what prepare_data read here, or the file it wrote elsewhere
                     data = self._prepared.pop(split, None) or build_cache(
                         dataset, self.image_size, self.cache_dir
@@ -117,6 +130,35 @@ class PetDataModule(L.LightningDataModule):
                 else:
                     dataset.check_files(progress=len(dataset) > 1000)
                     self.datasets[split] = dataset
+
+    def _dataset(self, split: str, transform=None) -> OxfordPetDataset:
+        """The split's dataset, less the held-out breeds (train, valid) and cut to
+        ``train_limit`` (train)."""
+        dataset = OxfordPetDataset(self.root, split, transform, self.skip_missing)
+        if split == "test" or not (self.holdout_breeds or self.train_limit):
+            return dataset
+        names = dataset.names
+        if self.holdout_breeds:
+            known = {
+                breed_of(n)
+                for n in split_names(self.root, "train") + split_names(self.root, "valid")
+            }
+            held = set(check_breeds(self.holdout_breeds, known, "--data.holdout_breeds"))
+            names = [n for n in names if breed_of(n) not in held]
+            if not names:
+                raise PetsegError(
+                    f"--data.holdout_breeds leaves the {split} split without images; "
+                    "hold out fewer breeds"
+                )
+        if split == "train" and self.train_limit:
+            if self.train_limit > len(names):
+                raise PetsegError(
+                    f"--data.train_limit {self.train_limit} is more than the {len(names)} train "
+                    f"images under {self.root}; pass at most {len(names)}"
+                )
+            names = spread_subset(names, self.train_limit)
+        dataset.names = names
+        return dataset
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]
