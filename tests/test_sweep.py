@@ -199,12 +199,13 @@ def test_a_summary_of_a_missing_study_is_one_line(tmp_path, capsys, monkeypatch)
 
 @pytest.fixture(scope="module")
 def grid_sweep(synthetic_root, tmp_path_factory):
-    """A grid over model.base_channels (4, 8), two seeds each: (folder, argv, stdout)."""
+    """A learning curve: a grid over data.train_limit (18, 36 of the 36 training images), two
+    seeds each: (folder, argv, stdout)."""
     folder = tmp_path_factory.mktemp("grid")
-    space = {"model.base_channels": {"type": "int", "low": 4, "high": 8, "step": 4}}
+    space = {"data.train_limit": {"type": "int", "low": 18, "high": 36, "step": 18}}
     argv = [
         "--space", str(write_space(folder, space)),
-        "--study", "width",
+        "--study", "curve",
         "--sampler", "grid",
         "--pruner", "none",
         "--seeds", "2",
@@ -220,9 +221,9 @@ def grid_sweep(synthetic_root, tmp_path_factory):
 
 def test_a_grid_sweep_trains_every_point_over_the_seeds(grid_sweep):
     folder, _, stdout = grid_sweep
-    trials = study_of(folder, "width").get_trials()
+    trials = study_of(folder, "curve").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # the grid's two points
-    assert sorted(t.params["model.base_channels"] for t in trials) == [4, 8]
+    assert sorted(t.params["data.train_limit"] for t in trials) == [18, 36]
     for t in trials:
         a = t.user_attrs
         assert a["seeds"] == [42, 43] and len(a["runs"]) == 2 and len(a["val_dice_seeds"]) == 2
@@ -235,9 +236,10 @@ def test_a_grid_sweep_trains_every_point_over_the_seeds(grid_sweep):
             run = Path(run)
             assert (run / "unet.pth").is_file() and (run / "test" / "metrics.json").is_file()
             info = json.loads((run / "sweep.json").read_text())
-            assert (info["study"], info["trial"], info["seed"]) == ("width", t.number, seed)
-            hparams = hparams_of(folder / "sweeps" / "width" / "logs" / "unet" / run.name)
-            assert "sweep.study" in hparams and "sweep.trial" in hparams and "width" in hparams
+            assert (info["study"], info["trial"], info["seed"]) == ("curve", t.number, seed)
+            hparams = hparams_of(folder / "sweeps" / "curve" / "logs" / "unet" / run.name)
+            assert "sweep.study" in hparams and "sweep.trial" in hparams and "curve" in hparams
+        assert f"train {t.params['data.train_limit']} / valid 4" in stdout
     assert "trial 1 complete: val/dice" in stdout
 
 
@@ -245,15 +247,15 @@ def test_rerunning_a_finished_sweep_trains_nothing_more(grid_sweep, capsys):
     folder, argv, _ = grid_sweep
     assert sweep_main(argv) == 0
     assert "2 trials done; best trial" in capsys.readouterr().out
-    assert len(study_of(folder, "width").get_trials()) == 2
-    runs = list((folder / "sweeps" / "width" / "saved_models" / "unet").iterdir())
+    assert len(study_of(folder, "curve").get_trials()) == 2
+    runs = list((folder / "sweeps" / "curve" / "saved_models" / "unet").iterdir())
     assert len(runs) == 4
 
 
 def test_a_study_cannot_be_continued_with_another_space(grid_sweep, capsys):
     folder, argv, _ = grid_sweep
     other = folder / "other.yaml"
-    other.write_text("model.base_channels: {type: int, low: 4, high: 12, step: 4}")
+    other.write_text("data.train_limit: {type: int, low: 12, high: 36, step: 12}")
     argv = [other.as_posix() if a.endswith("space.yaml") else a for a in argv]
     assert sweep_main(argv) == 2
     assert "already exists with another space" in capsys.readouterr().err
@@ -262,20 +264,20 @@ def test_a_study_cannot_be_continued_with_another_space(grid_sweep, capsys):
 def test_the_summary_ranks_trials_writes_best_yaml_and_plots(grid_sweep, capsys):
     folder, _, _ = grid_sweep
     out = folder / "summary"
-    argv = ["--summary", "--study", "width", "--sweep_dir", str(folder / "sweeps")]
+    argv = ["--summary", "--study", "curve", "--sweep_dir", str(folder / "sweeps")]
     assert sweep_main([*argv, "--output", str(out)]) == 0
-    trials = sorted(study_of(folder, "width").get_trials(), key=lambda t: -t.value)
+    trials = sorted(study_of(folder, "curve").get_trials(), key=lambda t: -t.value)
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     assert [int(r["trial"]) for r in rows] == [t.number for t in trials]
     assert float(rows[0]["val_dice_mean"]) == pytest.approx(trials[0].value, abs=1e-6)
     assert rows[0]["runs"].split() == trials[0].user_attrs["runs"]
     assert rows[0]["state"] == "COMPLETE" and rows[0]["seeds"] == "2"
     markdown = (out / "leaderboard.md").read_text()
-    assert f"| 1 | {trials[0].number} | {trials[0].params['model.base_channels']} |" in markdown
+    assert f"| 1 | {trials[0].number} | {trials[0].params['data.train_limit']} |" in markdown
     assert "+-" in markdown
     best = out / "best.yaml"
     config = check_args(["--config", str(best), "--data.root", "x"])
-    assert config.model.base_channels == trials[0].params["model.base_channels"]
+    assert config.data.train_limit == trials[0].params["data.train_limit"]
     for name in ("history.png", "curve.png", "importances.png"):
         assert (out / name).stat().st_size > 1000, name
     assert f"wrote {out / 'curve.png'}" in capsys.readouterr().out
@@ -484,7 +486,7 @@ def test_two_workers_share_a_postgresql_study(postgres_url, synthetic_root, tmp_
 
 def test_optuna_dashboard_serves_the_studys_trials(grid_sweep):
     folder, _, _ = grid_sweep
-    url = f"sqlite:///{folder / 'sweeps' / 'width' / 'study.db'}"
+    url = f"sqlite:///{folder / 'sweeps' / 'curve' / 'study.db'}"
     port = _free_port()
     dashboard = shutil.which("optuna-dashboard") or str(
         Path(sys.executable).parent / "optuna-dashboard"
@@ -508,12 +510,12 @@ def test_optuna_dashboard_serves_the_studys_trials(grid_sweep):
                 return None
 
         listed = wait_for(studies, 120, "optuna-dashboard to answer", server)
-        [entry] = [s for s in listed if s["study_name"] == "width"]
+        [entry] = [s for s in listed if s["study_name"] == "curve"]
         api = f"http://127.0.0.1:{port}/api/studies/{entry['study_id']}"
         with urllib.request.urlopen(api, timeout=10) as r:
             detail = json.load(r)
         served = {t["number"]: t for t in detail["trials"]}
-        for t in study_of(folder, "width").get_trials():
+        for t in study_of(folder, "curve").get_trials():
             assert served[t.number]["state"] == "Complete"
             assert served[t.number]["values"] == [pytest.approx(t.value)]
             assert len(served[t.number]["intermediate_values"]) == 1  # the first seed's epoch
@@ -534,8 +536,6 @@ def test_the_committed_spaces_are_valid_for_petseg_train(name, synthetic_root, t
     space = load_space(CONFIGS / "sweeps" / name)
     if name == "round9.yaml":
         assert grid_of(space) == {"data.train_limit": [90, 135, 270]}
-        if "train_limit" not in check_args(["--data.root", "x"]).data:
-            pytest.skip("this petseg-train has no --data.train_limit yet")
     args = ["--config", str(CONFIGS / "quick.yaml"), "--data.root", str(synthetic_root)]
     check_options(
         [*args, "--save_dir", str(tmp_path / "s"), "--log_dir", str(tmp_path / "l")], space
