@@ -399,6 +399,7 @@ class _Objective:
     def __init__(self, cfg: SweepConfig, train_args: list[str], storage_url: str) -> None:
         self.cfg, self.train_args, self.storage_url = cfg, train_args, storage_url
         self.reporter_class = _reporter_class()
+        self.number: int | None = None  # the trial being trained, once it has started
 
     def __call__(self, trial) -> float:
         import optuna
@@ -406,6 +407,7 @@ class _Objective:
         from petseg.console import _one_line
         from petseg.training import train
 
+        self.number = trial.number
         params = {key: _suggest(trial, key, spec) for key, spec in self.cfg.space.items()}
         extra = option_args(params)
         seeds = [self.cfg.seed + i for i in range(self.cfg.seeds)]
@@ -514,7 +516,6 @@ def run_sweep(cfg: SweepConfig) -> int:
     """Run trials until the study holds ``cfg.trials`` complete or pruned trials; 0 when it
     does, 130 on Ctrl-C, 1 after ``max_failures`` failed trials in a row."""
     import optuna
-    from optuna.trial import TrialState
 
     folder = study_dir(cfg.sweep_dir, cfg.study)
     storage_url = cfg.storage or default_storage(cfg.sweep_dir, cfg.study)
@@ -553,6 +554,27 @@ def run_sweep(cfg: SweepConfig) -> int:
         f"{cfg.pruner} pruner, storage {_safe_url(storage_url)}"
     )
     objective = _Objective(cfg, train_args, storage_url)
+    try:
+        done = _work(study, objective, cfg, total)
+    except KeyboardInterrupt:
+        running = "the running trial is marked failed; " if objective.number is not None else ""
+        print(
+            f"stopped by Ctrl-C: {running}rerun the same command to continue the study",
+            file=sys.stderr,
+        )
+        return 130
+    if not done:
+        return 1
+    _print_best(study, total)
+    return 0
+
+
+def _work(study, objective: _Objective, cfg: SweepConfig, total: int) -> bool:
+    """Trials until the study holds ``total`` finished ones (True), or ``max_failures`` failed
+    in a row (False)."""
+    import optuna
+    from optuna.trial import TrialState
+
     failures = 0
     waiting = False
     while True:
@@ -577,20 +599,13 @@ def run_sweep(cfg: SweepConfig) -> int:
                 f"reasons with petseg-sweep --summary --study {cfg.study})",
                 file=sys.stderr,
             )
-            return 1
-        try:
-            study.optimize(objective, n_trials=1, catch=(Exception,))
-        except KeyboardInterrupt:
-            print(
-                f"stopped by Ctrl-C: the running trial is marked failed; rerun the same command "
-                f"to continue the study ({done} of {total} trials done)",
-                file=sys.stderr,
-            )
-            return 130
-        last = study.get_trials(deepcopy=False)[-1]
-        failures = failures + 1 if last.state == TrialState.FAIL else 0
-    _print_best(study, total)
-    return 0
+            return False
+        objective.number = None
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        mine = objective.number  # this worker's trial (others may have started later ones)
+        state = study.get_trials(deepcopy=False)[mine].state if mine is not None else None
+        failures = failures + 1 if state in (TrialState.FAIL, None) else 0
+    return True
 
 
 def _claim_space(study, cfg: SweepConfig) -> None:
