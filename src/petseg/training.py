@@ -286,7 +286,7 @@ def check_args(args: Sequence[str], *, checks: bool = False) -> Any:
 
 
 def _make_cli(
-    argv: list[str],
+    argv: list[str] | None,
     verbosity: dict[str, bool],
     callbacks: Sequence[Callback],
     hparams: Mapping[str, Any] | None,
@@ -313,7 +313,7 @@ def _make_cli(
 
 
 def train(
-    args: Sequence[str] | Mapping[str, Any] = (),
+    args: Sequence[str] | Mapping[str, Any] | None = (),
     *,
     callbacks: Sequence[Callback] = (),
     test: bool = True,
@@ -327,7 +327,7 @@ def train(
             (``["--arch", "unet", "--config", "configs/quick.yaml"]``) or as a mapping
             (``{"arch": "unet", "model": {"lr": 0.01}}``, see ``as_arguments``). Every check of
             the command line applies; a bad option raises ``PetsegError`` or jsonargparse's
-            ``ArgumentError`` before a run folder is made.
+            ``ArgumentError`` before a run folder is made. ``None`` reads ``sys.argv``.
         callbacks: extra Lightning callbacks (a sweep's pruning callback, say).
         test: score the best checkpoint on the test split and write the report in
             ``<run>/test/``, as ``petseg-train`` does.
@@ -339,7 +339,12 @@ def train(
         >>> result = train({"arch": "unet", "data": {"root": "data"}, "trainer": {"max_epochs": 3}})
         >>> result.run.ckpt_dir, result.best_val_dice, result.test["dice"]
     """
-    argv = as_arguments(args) if isinstance(args, Mapping) else list(args)
+    # None: the process's own command line (LightningCLI reads sys.argv; passing a copy of it
+    # would make Lightning warn that arguments came both ways)
+    if isinstance(args, Mapping):
+        argv: list[str] | None = as_arguments(args)
+    else:
+        argv = None if args is None else list(args)
     verbosity = _verbosity if _verbosity is not None else {"verbose": False}
     cli = _make_cli(argv, verbosity, callbacks, hparams)
     trainer, data = cli.trainer, cli.datamodule

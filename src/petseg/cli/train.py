@@ -8,11 +8,9 @@ from petseg.console import run_command, verbose_requested
 
 
 def _train(argv: list[str] | None, verbosity: dict[str, bool]) -> int:
-    import sys
-
     from petseg.training import train
 
-    train(sys.argv[1:] if argv is None else argv, _verbosity=verbosity)
+    train(argv, _verbosity=verbosity)
     return 0
 
 
