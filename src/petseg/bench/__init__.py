@@ -22,6 +22,8 @@ from datetime import date
 from pathlib import Path
 
 PEER_COMMAND = "peer"
+DEVICE_COMMAND = "device"
+REHEARSE_COMMAND = "rehearse"
 CURVE_COMMAND = "learning-curve"
 # The checkout's configs/fast.yaml, the file petseg-train --config reads (src/petseg/bench/ is
 # three folders below the checkout).
@@ -104,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
         prog="petseg-bench",
         description=__doc__.split("\n")[0],
         epilog=f"petseg-bench {PEER_COMMAND} --help: the peer training run (petseg.bench.peer); "
+        f"petseg-bench {DEVICE_COMMAND} --help: the one-call GPU check (petseg.bench.device); "
+        f"petseg-bench {REHEARSE_COMMAND} --help: a full-size rehearsal dataset "
+        "(petseg.bench.rehearse); "
         f"petseg-bench {CURVE_COMMAND} --help: fit and plot a learning curve.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -144,7 +149,9 @@ def _bench(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``petseg-bench``: print the benchmark table and write it as JSON;
-    ``petseg-bench peer ...``: the peer training run."""
+    ``petseg-bench peer ...``: the peer training run; ``petseg-bench device ...``: the GPU
+    check; ``petseg-bench rehearse DIR``: a full-size rehearsal dataset;
+    ``petseg-bench learning-curve ...``: a learning curve."""
     from petseg.console import run_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -156,4 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         from petseg.bench import peer
 
         return peer.main(argv[1:], prog=f"petseg-bench {PEER_COMMAND}")
+    if argv[:1] == [DEVICE_COMMAND]:
+        from petseg.bench import device
+
+        return device.main(argv[1:], prog=f"petseg-bench {DEVICE_COMMAND}")
+    if argv[:1] == [REHEARSE_COMMAND]:
+        from petseg.bench import rehearse
+
+        return rehearse.main(argv[1:], prog=f"petseg-bench {REHEARSE_COMMAND}")
     return run_command("petseg-bench", argv, _bench)

@@ -79,7 +79,11 @@ class Clock(L.Callback):
         sync(module.device)
         self.epoch_s.append(time.perf_counter() - self.epoch_start)
 
-    def on_validation_epoch_end(self, trainer, module) -> None:
+    def on_validation_end(self, trainer, module) -> None:
+        # not on_validation_epoch_end: callbacks run before the module logs its epoch metrics,
+        # so there val/dice is still the previous epoch's
+        if trainer.sanity_checking:
+            return
         dice = float(trainer.callback_metrics.get("val/dice", 0.0))
         for target in self.targets:
             if dice >= target and str(target) not in self.reached:

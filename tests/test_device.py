@@ -1,0 +1,73 @@
+"""petseg-bench device: the one-call GPU check, run here as its CPU dry run."""
+
+import json
+import math
+
+import pytest
+
+from petseg.bench import main as bench_main
+from petseg.bench.device import loss_checks
+
+
+def test_loss_checks_catch_nan_and_loss_that_does_not_fall():
+    assert loss_checks([1.0, 0.9, 0.8, 0.7]) == {"finite": True, "falls": True}
+    assert loss_checks([0.7, 0.8, 0.9, 1.0]) == {"finite": True, "falls": False}
+    assert loss_checks([1.0, math.nan, 0.5, 0.4]) == {"finite": False, "falls": False}
+    assert loss_checks([1.0, math.inf]) == {"finite": False, "falls": False}
+    assert loss_checks([]) == {"finite": False, "falls": False}
+
+
+@pytest.mark.slow
+def test_dry_run_trains_every_path_and_writes_one_json(tmp_path, capsys):
+    out = tmp_path / "out" / "device.json"
+    argv = ["device", "--dry-run", "--work_dir", str(tmp_path / "work"), "--output", str(out)]
+    code = bench_main(argv)
+    result = json.loads(out.read_text())
+    assert result["errors"] == {} and result["skipped"] == []
+    assert result["dry_run"] is True and result["compile_backend"] == "eager"
+    # both architectures, both precisions (16-mixed is 32-true on a CPU), both data paths
+    assert set(result["throughput"]) == {
+        f"{arch}/{precision}/{path}"
+        for arch in ("unet", "resnet34_unet")
+        for precision in ("bf16-mixed", "32-true")
+        for path in ("standard", "cached")
+    }
+    for run in result["throughput"].values():
+        assert run["steps"] == 6 and run["timed_steps"] == 4 and run["images_per_s"] > 0
+        assert run["finite"] and run["falls"], run["losses"]
+    dice = result["time_to_dice"]
+    assert dice["epochs_run"] == 2 and len(dice["val_dice"]) == 2
+    assert 0 <= dice["test_dice"] <= 1 and dice["finite"]
+    # a target counts as reached exactly when an epoch's validation Dice reached it
+    reached = {str(t) for t in (0.85, 0.90, 0.95) if max(dice["val_dice"]) >= t}
+    assert set(dice["seconds_to_val_dice"]) == reached
+    assert result["ok"] is (code == 0) and code == 0
+    assert "all checks passed: True" in capsys.readouterr().out
+    # the data travelled with the check: generated in the work folder
+    assert (tmp_path / "work" / "data" / "annotations" / "trainval.txt").is_file()
+
+
+def test_dry_run_refuses_an_existing_output_and_a_used_work_dir(tmp_path, capsys):
+    out = tmp_path / "device.json"
+    out.write_text("earlier results\n")
+    assert bench_main(["device", "--dry-run", "--output", str(out)]) == 2
+    assert out.read_text() == "earlier results\n"
+    assert "already exists" in capsys.readouterr().err
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("x")
+    argv = ["device", "--dry-run", "--work_dir", str(work), "--output", str(tmp_path / "d.json")]
+    assert bench_main(argv) == 2
+    assert "is not empty" in capsys.readouterr().err and not (tmp_path / "d.json").exists()
+
+
+def test_without_a_gpu_the_real_check_says_so_in_one_line(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    assert bench_main(["device", "--output", str(tmp_path / "d.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "petseg-bench device: error: no CUDA device here; "
+        "petseg-bench device --dry-run runs on the CPU"
+    )
