@@ -140,7 +140,7 @@ def test_resume_last_continues_the_same_run(trained, synthetic_root, tmp_path):
     curves = epoch_curves(logs / "version_0")
     assert [epoch for epoch, _ in curves["val/dice"]] == [0, 1, 2]  # one continuous run
     new_files = [f for f in event_files(logs / "version_0") if f not in before]
-    resumed = [int(v) for f in new_files for _, v in read_scalars(f).get("epoch", [])]
+    resumed = [int(v) for f in new_files for _, v in read_scalars(f).get(EPOCH_TAG, [])]
     assert min(resumed) == 2  # what the resume logged: it continued, it did not start over
     assert (logs / "version_0" / "config.yaml").is_file()
     assert (logs / "version_0" / "config-resume1.yaml").is_file()  # the first one is kept

@@ -150,10 +150,12 @@ class TrainCLI(LightningCLI):
         *args,
         verbosity: dict[str, bool],
         extra_callbacks: Sequence[Callback] = (),
+        extra_hparams: Mapping[str, Any] | None = None,
         **kwargs,
     ) -> None:
         self.verbosity = verbosity
         self.extra_callbacks = list(extra_callbacks)
+        self.extra_hparams = dict(extra_hparams or {})
         self.history = ValDiceHistory()
         super().__init__(*args, **kwargs)
 
@@ -310,11 +312,74 @@ def as_arguments(options: Mapping[str, Any]) -> list[str]:
     return args
 
 
+class _Parsed(Exception):
+    """Raised by ``_ParseOnlyCLI`` once the arguments are parsed (and checked)."""
+
+
+class _ParseOnlyCLI(TrainCLI):
+    """``TrainCLI`` that stops after parsing and building the model and data module (whose
+    ``__init__`` check their options); with ``checks``, after the checks of output folders, the
+    data root and ``--ckpt_path`` too. It claims no run folder and trains nothing."""
+
+    checks = False
+
+    def before_instantiate_classes(self) -> None:
+        if self.checks:
+            super().before_instantiate_classes()
+        self.parser.instantiate_classes(self.config)
+        raise _Parsed(self.config)
+
+
+def check_args(args: Sequence[str], *, checks: bool = False) -> Any:
+    """Parse ``petseg-train`` arguments and build the model and data module without training;
+    return the parsed config.
+
+    Raises jsonargparse's ``ArgumentError`` for an option ``petseg-train`` refuses, and
+    ``PetsegError`` for a value the model or data module refuses; with ``checks``, also for
+    unusable output folders, data or ``--ckpt_path``.
+    """
+    cls = type("_CheckingCLI", (_ParseOnlyCLI,), {"checks": checks})
+    try:
+        _make_cli(list(args), {"verbose": False}, (), None, cls=cls)
+    except _Parsed as parsed:
+        return parsed.args[0]
+    raise AssertionError("unreachable: the CLI stops after parsing")
+
+
+def _make_cli(
+    argv: list[str] | None,
+    verbosity: dict[str, bool],
+    callbacks: Sequence[Callback],
+    hparams: Mapping[str, Any] | None,
+    cls: type[TrainCLI] = TrainCLI,
+) -> TrainCLI:
+    set_loader("yaml", bounded_yaml_load)  # a small config must not expand to gigabytes
+    return cls(
+        SegmentationModule,
+        PetDataModule,
+        run=False,
+        args=argv,
+        seed_everything_default=42,
+        trainer_defaults={"max_epochs": 50, "enable_model_summary": False},
+        auto_configure_optimizers=False,
+        parser_kwargs={
+            "prog": "petseg-train",
+            "exit_on_error": False,
+            "description": "Train UNet or ResNet34-UNet on Oxford-IIIT Pet, then test the best "
+            "checkpoint. Options can also come from a YAML file (--config configs/full.yaml).",
+        },
+        verbosity=verbosity,
+        extra_callbacks=callbacks,
+        extra_hparams=hparams,
+    )
+
+
 def train(
     args: Sequence[str] | Mapping[str, Any] | None = (),
     *,
     callbacks: Sequence[Callback] = (),
     test: bool = True,
+    hparams: Mapping[str, Any] | None = None,
     _verbosity: dict[str, bool] | None = None,
 ) -> TrainResult:
     """Train a model as ``petseg-train`` does, and return its run folder and scores.
@@ -328,6 +393,8 @@ def train(
         callbacks: extra Lightning callbacks (a sweep's pruning callback, say).
         test: score the best checkpoint on the test split and write the report in
             ``<run>/test/``, as ``petseg-train`` does.
+        hparams: extra TensorBoard HParams for the run (``petseg-sweep`` names its study and
+            trial there).
 
     Raises:
         TrainingInterrupted: on SIGINT or SIGTERM (``petseg.interrupts``); its ``last`` is the
@@ -344,25 +411,8 @@ def train(
         argv: list[str] | None = as_arguments(args)
     else:
         argv = None if args is None else list(args)
-    set_loader("yaml", bounded_yaml_load)  # a small config must not expand to gigabytes
     verbosity = _verbosity if _verbosity is not None else {"verbose": False}
-    cli = TrainCLI(
-        SegmentationModule,
-        PetDataModule,
-        run=False,
-        args=argv,
-        seed_everything_default=42,
-        trainer_defaults={"max_epochs": 50, "enable_model_summary": False},
-        auto_configure_optimizers=False,
-        parser_kwargs={
-            "prog": "petseg-train",
-            "exit_on_error": False,
-            "description": "Train UNet or ResNet34-UNet on Oxford-IIIT Pet, then test the best "
-            "checkpoint. Options can also come from a YAML file (--config configs/full.yaml).",
-        },
-        verbosity=verbosity,
-        extra_callbacks=callbacks,
-    )
+    cli = _make_cli(argv, verbosity, callbacks, hparams)
     trainer, data = cli.trainer, cli.datamodule
     with cli.guard:  # SIGINT, SIGTERM: TrainingInterrupted, with a last.ckpt when it can
         try:
@@ -437,4 +487,5 @@ def _hparams(cli: TrainCLI) -> dict[str, Any]:
     for key in ("max_epochs", "precision", "accumulate_grad_batches", "gradient_clip_val"):
         flat[f"trainer.{key}"] = cli.config.trainer.get(key)
     flat["trainer.precision"] = str(cli.trainer.precision)
+    flat |= cli.extra_hparams
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}

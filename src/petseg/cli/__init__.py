@@ -1,4 +1,5 @@
-"""Console entry points: ``petseg-train``, ``-test``, ``-predict``, ``-compare`` and ``-export``.
+"""Console entry points: ``petseg-train``, ``-test``, ``-predict``, ``-compare``, ``-export``
+and ``-sweep``.
 
 Each is a function ``main(argv=None)`` returning an exit code, so tests call it in-process, and a
 thin layer over the Python API. This module imports nothing heavy: each command imports what it
@@ -47,5 +48,12 @@ def compare_main(argv: list[str] | None = None) -> int:
 def export_main(argv: list[str] | None = None) -> int:
     """``petseg-export --ckpt CKPT --output model.onnx``: a deployable model file."""
     from petseg.cli.export import main
+
+    return main(argv)
+
+
+def sweep_main(argv: list[str] | None = None) -> int:
+    """``petseg-sweep --space SPACE.yaml --study NAME --trials N [petseg-train options]``."""
+    from petseg.cli.sweep import main
 
     return main(argv)
