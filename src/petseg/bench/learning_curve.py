@@ -82,7 +82,9 @@ def project(
     }
 
 
-def plot(points: dict[str, list[tuple[int, float]]], output: str | Path, n: int) -> Path:
+def plot(
+    points: dict[str, list[tuple[int, float]]], output: str | Path, n: int, title: str = ""
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +110,8 @@ def plot(points: dict[str, list[tuple[int, float]]], output: str | Path, n: int)
     ax.set_xscale("log")
     ax.set_xlabel("training images (log scale)")
     ax.set_ylabel("test Dice (mean per image)")
-    ax.set_title("Learning curve: 1 - Dice = a n^-b, dotted = projection", fontsize=10)
+    heading = "Learning curve: 1 - Dice = a n^-b, dotted = projection"
+    ax.set_title(f"{heading}\n{title}" if title else heading, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("points", help="CSV: arch, train_images, seed, test_dice")
         parser.add_argument("--output", default="learning_curve.png", help="the PNG")
         parser.add_argument("--project", type=int, default=3312, help="images to project to")
+        parser.add_argument("--title", default="", help="a second title line (the setting)")
         parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
         args = parser.parse_args(args_list)
         points = read_points(args.points)
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{p['sizes_measured']} sizes; projected to {args.project} images: "
                 f"{p['dice']:.3f} ({interval})"
             )
-        print(f"wrote {plot(points, args.output, args.project)}")
+        print(f"wrote {plot(points, args.output, args.project, args.title)}")
         return 0
 
     return run_command(PROG, argv, body)
