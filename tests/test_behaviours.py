@@ -359,7 +359,7 @@ def test_training_on_the_gpu_with_the_precision_pick(synthetic_root, tmp_path):
 def _lr_per_epoch(log_dir: Path) -> list[float]:
     scalars = {}
     for events in event_files(log_dir):
-        scalars |= {t: v for t, v in read_scalars(events).items() if t.startswith("lr-")}
+        scalars |= {t: v for t, v in read_scalars(events).items() if t == "train/lr"}
     assert len(scalars) == 1, scalars
     return [value for _, value in next(iter(scalars.values()))]
 

@@ -178,7 +178,8 @@ def test_a_disk_that_fills_mid_run_stops_in_one_line_with_last_ckpt_whole(
     monkeypatch.setattr(torch, "save", real_save)
     assert not _temporaries(tmp_path)
     files = sorted(run.glob("*.ckpt"))
-    assert len(files) == 2  # epoch 0's best and last, whole
+    assert len(files) == 3  # epoch 0's best (also as best.ckpt, the same file) and last, whole
+    assert (run / "best.ckpt").samefile(next(run.glob("epoch000-*.ckpt")))
     for path in files:
         assert torch.load(path, weights_only=True)["epoch"] == 0
 

@@ -140,7 +140,7 @@ BAD_SPACES = [
     ("model.lr: !!python/object/apply:os.system [echo unsafe]", "not valid YAML"),
     ("model.lrr: {type: float, low: 0.01, high: 0.1}", "unrecognized arguments: --model.lrr"),
     ("data.augment: {type: categorical, choices: [basic, wild]}", "--data.augment=wild"),
-    ("data.image_size: {type: int, low: 16, high: 64}", "--data.image_size 16 is too small"),
+    ("data.image_size: {type: int, low: 16, high: 64}", "16 does not conform to restriction v>=32"),
 ]
 
 

@@ -398,6 +398,7 @@ class _Objective:
 
     def __init__(self, cfg: SweepConfig, train_args: list[str], storage_url: str) -> None:
         self.cfg, self.train_args, self.storage_url = cfg, train_args, storage_url
+        self.exit_code = 130  # as Ctrl-C; 128 + the signal's number when training caught one
         self.reporter_class = _reporter_class()
         self.number: int | None = None  # the trial being trained, once it has started
 
@@ -405,6 +406,7 @@ class _Objective:
         import optuna
 
         from petseg.console import _one_line
+        from petseg.interrupts import TrainingInterrupted
         from petseg.training import train
 
         self.number = trial.number
@@ -451,6 +453,12 @@ class _Objective:
                     raise KeyboardInterrupt from err
                 trial.set_user_attr("fail_reason", f"exited with code {err.code}")
                 raise RuntimeError(f"training exited with code {err.code}") from err
+            except TrainingInterrupted as err:  # SIGINT or SIGTERM, caught by petseg.train
+                if reporter.run_dir is not None:
+                    trial.set_user_attr("runs", [*runs, str(reporter.run_dir)])
+                trial.set_user_attr("fail_reason", f"interrupted ({err})")
+                self.exit_code = err.exit_code
+                raise KeyboardInterrupt from err
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
                 raise
@@ -562,7 +570,7 @@ def run_sweep(cfg: SweepConfig) -> int:
             f"stopped by Ctrl-C: {running}rerun the same command to continue the study",
             file=sys.stderr,
         )
-        return 130
+        return objective.exit_code
     if not done:
         return 1
     _print_best(study, total)
