@@ -456,7 +456,8 @@ class _Objective:
             except TrainingInterrupted as err:  # SIGINT or SIGTERM, caught by petseg.train
                 if reporter.run_dir is not None:
                     trial.set_user_attr("runs", [*runs, str(reporter.run_dir)])
-                trial.set_user_attr("fail_reason", f"interrupted ({err})")
+                name = "Ctrl-C" if err.signum == signal.SIGINT else signal.Signals(err.signum).name
+                trial.set_user_attr("fail_reason", f"interrupted ({name})")
                 self.exit_code = err.exit_code
                 raise KeyboardInterrupt from err
             except KeyboardInterrupt:
