@@ -102,7 +102,16 @@ def test_per_breed_rows_and_the_weakest_line(tmp_path, capsys):
     assert (rows[0]["worst_image"], rows[0]["worst_dice"]) == ("pug_3", 0.4)
     assert rows[1]["species"] == "cat" and rows[1]["iou"] == pytest.approx(0.4)
     print_weakest(rows)
-    assert "weakest breeds     pug 0.500 (3), Bengal 0.800 (2)" in capsys.readouterr().out
+    assert (
+        "weakest breeds     pug 0.500 (3), Bengal 0.800 (2)  (mean dice, images; of 2 breeds)"
+        in (capsys.readouterr().out)
+    )
+    many = [{"breed": b, "images": n, "dice": d} for b, n, d in
+            (("a", 1, 0.1), ("b", 9, 0.5), ("c", 1, 0.6), ("d", 7, 0.7))]  # fmt: skip
+    print_weakest(many)  # the one-image breeds are left out of the line, not of the table
+    assert "weakest breeds     b 0.500 (9), d 0.700 (7)  (mean dice, images; of the 2 breeds " in (
+        capsys.readouterr().out
+    )
     write_rows(tmp_path / "per_breed.csv", rows)
     with (tmp_path / "per_breed.csv").open() as f:
         table = list(csv.DictReader(f))

@@ -23,6 +23,7 @@ from petseg.visualize import comparison_grid
 
 REPORT_FILES = ("metrics.json", "per_image.csv", "per_breed.csv", "overlays")
 WEAKEST_SHOWN = 5  # breeds printed after the scores
+WEAKEST_MIN_IMAGES = 5  # fewer test images than this say little about a breed
 SUMMARY_KEYS = ("dice", "iou", "dice_dataset", "iou_dataset")
 
 
@@ -144,13 +145,23 @@ def per_breed(evaluation: Evaluation, species: dict[str, str]) -> list[dict[str,
     return sorted(rows, key=lambda r: (r[key], r["breed"]))
 
 
-def print_weakest(rows: list[dict[str, Any]], shown: int = WEAKEST_SHOWN) -> None:
-    """The weakest breeds by mean Dice (at original size when scored there), one line."""
+def print_weakest(
+    rows: list[dict[str, Any]], shown: int = WEAKEST_SHOWN, min_images: int = WEAKEST_MIN_IMAGES
+) -> None:
+    """The weakest breeds by mean Dice (at original size when scored there), one line. Breeds
+    with fewer than ``min_images`` test images are left out where at least two others remain:
+    one image's score says little about its breed."""
     if len(rows) < 2:
         return
     key = "dice_full_res" if "dice_full_res" in rows[0] else "dice"
-    weakest = ", ".join(f"{r['breed']} {r[key]:.3f} ({r['images']})" for r in rows[:shown])
-    print(f"weakest breeds     {weakest}  (mean {key}, images; of {len(rows)} breeds)")
+    counted = [r for r in rows if r["images"] >= min_images]
+    note = f"of {len(rows)} breeds"
+    if len(counted) >= 2 and len(counted) < len(rows):
+        note = f"of the {len(counted)} breeds with {min_images}+ test images; all in per_breed.csv"
+    else:
+        counted = rows
+    weakest = ", ".join(f"{r['breed']} {r[key]:.3f} ({r['images']})" for r in counted[:shown])
+    print(f"weakest breeds     {weakest}  (mean {key}, images; {note})")
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
