@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from petseg.atomic import TEMPORARY_MARK
 from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from petseg.errors import PetsegError
 from petseg.models import ARCHS, build_model
@@ -48,7 +49,7 @@ MODEL_OPTIONS = ("base_channels", "bilinear")  # the hyperparameters that shape 
 _NOT_A_PICKLE = re.compile(r"Unsupported operand \d+|String is too long")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # the image sizes petseg trains and loads
 MAX_BASE_CHANNELS = 512  # 8x the published width: a larger one is a crafted file, not a model
-TMP_SUFFIX = ".petseg-tmp"  # the temporary files of atomic_save: .<name>.<pid>.<hex>.petseg-tmp
+TMP_SUFFIX = TEMPORARY_MARK  # the temporary files of atomic_save: .<name>.<pid>.<hex>.petseg-tmp
 # The errors that mean "this folder takes no more bytes", with the words that say so.
 _DISK_ERRORS = {
     errno.ENOSPC: "is full",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from PIL import Image
 from torchvision.io import write_png
 from tqdm import tqdm
 
+from petseg.atomic import atomic_write
 from petseg.errors import PetsegError
 from petseg.segmenter import Segmenter, as_rgb
 from petseg.visualize import overlay
@@ -134,17 +134,6 @@ def _name_max(folder: Path) -> int:
     return 255
 
 
-def _write_atomically(path: Path, write) -> None:
-    """``write(temporary_path)``, then rename it to ``path``: never a half-written ``path``."""
-    tmp = path.with_name(f".{path.stem[:40]}.{secrets.token_hex(4)}.petseg-tmp.png")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _save_png(image: torch.Tensor, path: Path) -> None:
     write_png(image, str(path))
 
@@ -193,9 +182,9 @@ def predict_files(
             mask = segmenter.mask(logits[0])  # (H, W) bool
             job.mask(output).parent.mkdir(parents=True, exist_ok=True)
             mask_image = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
-            _write_atomically(job.mask(output), partial(mask_image.save, format="PNG"))
+            atomic_write(job.mask(output), partial(mask_image.save, format="PNG"))
             drawn = overlay(torch.from_numpy(image).permute(2, 0, 1), mask)
-            _write_atomically(job.overlay(output), partial(_save_png, drawn))
+            atomic_write(job.overlay(output), partial(_save_png, drawn))
             done[job] = (str(job.mask(output)), str(job.overlay(output)), "")
             bar.update(1)
     finally:

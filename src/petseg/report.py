@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
 from torchvision.io import write_png
 
+from petseg.atomic import atomic_write
 from petseg.data.breeds import breed_of, read_species
 from petseg.data.dataset import OxfordPetDataset
 from petseg.errors import PetsegError
@@ -101,14 +100,8 @@ def write_metrics(path: Path, evaluation: Evaluation, info: dict[str, Any]) -> N
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it: never half a file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.petseg-tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``text`` to ``path`` atomically: never half a file."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_per_image(path: Path, evaluation: Evaluation) -> None:
@@ -192,13 +185,7 @@ def write_overlays(
             )
             head, tail = f"{label}_{rank:02d}_", f"_dice{dice[index]:.3f}.png"
             name = head + _fit(dataset.names[index], 255 - len(head) - len(tail)) + tail
-            tmp = folder / f".{secrets.token_hex(4)}.petseg-tmp.png"
-            try:
-                write_png(grid, str(tmp))
-                os.replace(tmp, folder / name)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+            atomic_write(folder / name, lambda tmp, grid=grid: write_png(grid, str(tmp)))
             written.append(folder / name)
     return written
 

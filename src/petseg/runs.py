@@ -135,15 +135,15 @@ def replace_with_link(source: str | Path, target: str | Path) -> Path:
     ``target``, so a reader sees the old file or the new one, never a part or a dangling link."""
     import shutil
 
-    source, target = Path(source), Path(target)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
-    return target
+    from petseg.atomic import atomic_write
+
+    def link_or_copy(temporary: Path) -> None:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+
+    return atomic_write(target, link_or_copy)
 
 
 def resolve_checkpoint(
