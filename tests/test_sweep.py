@@ -552,3 +552,33 @@ def test_sweep_help_starts_without_torch_lightning_or_optuna():
     assert done.returncode == 0, done.stderr
     assert "--space" in done.stdout and "petseg-train" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_opening_a_storage_retries_the_schema_race_of_workers_started_together(monkeypatch):
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
+    from petseg import sweep
+    from petseg.errors import PetsegError
+
+    calls = []
+
+    def storage(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:  # another worker created the tables a moment earlier
+            raise IntegrityError("CREATE TYPE", {}, Exception("duplicate key value"))
+        return "the storage"
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage)
+    monkeypatch.setattr(sweep.time, "sleep", lambda seconds: None)
+    assert sweep.open_storage("postgresql://db/x") == "the storage" and len(calls) == 2
+    calls.clear()
+
+    def always(url, **kwargs):
+        calls.append(url)
+        raise IntegrityError("CREATE TYPE", {}, Exception("duplicate key value"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", always)
+    with pytest.raises(PetsegError, match="cannot open it"):  # a lasting error still stops
+        sweep.open_storage("postgresql://db/x")
+    assert len(calls) == sweep.SCHEMA_ATTEMPTS

@@ -254,6 +254,9 @@ def default_storage(sweep_dir: str | Path, study: str) -> str:
     return f"sqlite:///{(study_dir(sweep_dir, study) / 'study.db').resolve()}"
 
 
+SCHEMA_ATTEMPTS = 3  # opening a new database that other workers are creating at the same time
+
+
 def open_storage(url: str, heartbeat: int | None = HEARTBEAT):
     """Optuna's relational storage at ``url`` (heartbeats on when ``heartbeat`` is given)."""
     import optuna
@@ -263,13 +266,22 @@ def open_storage(url: str, heartbeat: int | None = HEARTBEAT):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # several local workers
     if heartbeat is not None:
         kwargs |= {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as err:  # SQLAlchemy's errors: bad URL, server down, missing driver
-        message = f"--storage {_safe_url(url)}: cannot open it ({_first_line(err)})"
-        raise PetsegError(message) from None
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as err:  # SQLAlchemy's errors: bad URL, server down, missing driver
+            # workers started together on a new database race to create Optuna's tables: the
+            # loser's CREATE fails on a name the winner just took, and then the tables exist
+            if isinstance(err, IntegrityError) and attempt + 1 < SCHEMA_ATTEMPTS:
+                time.sleep(1 + attempt)
+                continue
+            message = f"--storage {_safe_url(url)}: cannot open it ({_first_line(err)})"
+            raise PetsegError(message) from None
+    raise AssertionError("unreachable")
 
 
 def _safe_url(url: str) -> str:
