@@ -283,7 +283,7 @@ def device_check(args: argparse.Namespace) -> dict[str, Any]:
     for i, (path, arch, precision) in enumerate(runs):
         name = f"{arch}/{s.precision(precision)}/{path}"
         left = budget - (time.perf_counter() - start)
-        if left < args.reserve_s:
+        if left < args.reserve_s + args.dice_s:
             result["skipped"].append(name)
             continue
         print(f"[{i + 1}/{len(runs)}] {name} ...", file=sys.stderr)
@@ -354,6 +354,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--reserve_s", type=float, default=60.0,
                         help="a run starts only with this much of the budget left")  # fmt: skip
+    parser.add_argument("--dice_s", type=float, default=0.0,
+                        help="seconds kept for the time-to-Dice run: a throughput run starts "
+                        "only with reserve_s + dice_s of the budget left")  # fmt: skip
     parser.add_argument("--output", default="device.json", help="the JSON results")
     parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     return parser
