@@ -23,7 +23,7 @@ LISTS = ("list.txt", "trainval.txt", "test.txt", "README")
 
 
 def reduce_pair(image: Path, source: Path, target: Path, side: int) -> None:
-    """Write ``image`` (RGB JPEG) and its trimap (nearest) with the longest side at most ``side``."""
+    """Write ``image`` (RGB JPEG) and its trimap (nearest), the longest side at most ``side``."""
     with Image.open(image) as im:
         scale = min(1.0, side / max(im.size))
         size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))

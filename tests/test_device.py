@@ -71,3 +71,15 @@ def test_without_a_gpu_the_real_check_says_so_in_one_line(tmp_path, capsys):
         "petseg-bench device: error: no CUDA device here; "
         "petseg-bench device --dry-run runs on the CPU"
     )
+
+
+@pytest.mark.slow
+def test_dice_s_keeps_the_budget_for_the_time_to_dice_run(tmp_path):
+    # every throughput run would start with less than reserve_s + dice_s left, so all are
+    # skipped and named, and the time-to-Dice run still gets its time
+    out = tmp_path / "device.json"
+    argv = ["device", "--dry-run", "--work_dir", str(tmp_path / "work"), "--output", str(out)]
+    assert bench_main([*argv, "--budget_s", "500", "--dice_s", "450"]) == 0
+    result = json.loads(out.read_text())
+    assert result["throughput"] == {} and len(result["skipped"]) == 8
+    assert result["time_to_dice"]["epochs_run"] == 2
