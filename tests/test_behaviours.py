@@ -25,6 +25,7 @@ from petseg.data import OxfordPetDataset, PetDataModule
 from petseg.data.dataset import read_mask
 from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from petseg.data.transforms import eval_transform, train_transform
+from petseg.evaluation import evaluate
 from petseg.losses import SegmentationLoss, soft_dice_loss
 from petseg.runs import new_run
 from petseg.tensorboard import epoch_curves, event_files, read_scalars
@@ -299,7 +300,7 @@ def test_validation_dice_uses_the_model_threshold(trained, synthetic_root):
                             enable_model_summary=False)  # fmt: skip
         (logged,) = trainer.validate(module, datamodule=data, verbose=False)
         seg = petseg.Segmenter.load(last, device="cpu", threshold=threshold)
-        expected = seg.evaluate(valid, progress=False).summary["dice"]
+        expected = evaluate(seg, valid, progress=False).summary["dice"]
         assert logged["val/dice"] == pytest.approx(expected, abs=1e-5)
         scores[threshold] = logged["val/dice"]
     assert scores[0.2] != pytest.approx(scores[0.8], abs=1e-3)
@@ -309,7 +310,7 @@ def test_full_res_scores_the_original_size_mask(best_pth, synthetic_root):
     """Mutant: --full-res scores the upsampled prediction against the model-size mask."""
     seg = petseg.Segmenter.load(best_pth, device="cpu")
     test = OxfordPetDataset(synthetic_root, "test")
-    evaluation = seg.evaluate(test, full_res=True, progress=False)
+    evaluation = evaluate(seg, test, full_res=True, progress=False)
     expected = []
     for name in test.names:
         pred = seg.predict(test.image_path(name)).astype(bool)

@@ -14,8 +14,8 @@ from petseg.data import PetDataModule
 from petseg.data.breeds import breed_of, read_species, spread_subset
 from petseg.data.synthetic import make_sample
 from petseg.errors import PetsegError
+from petseg.evaluation import Evaluation
 from petseg.report import per_breed, print_weakest, write_rows
-from petseg.segmenter import Evaluation
 
 # breed -> (species code, trainval images, test images)
 BREEDS = {"Bengal": ("1", 20, 3), "american_bulldog": ("2", 40, 3), "pug": ("2", 10, 2)}

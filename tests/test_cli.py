@@ -152,7 +152,7 @@ HELP = {
               "--save_dir", "--log_dir", "--ckpt_path", "--seed_everything", "--verbose"],
     "test": ["--ckpt", "--save_dir", "--arch", "--data.root", "--data.batch_size",
              "--data.num_workers", "--data.download", "--device", "--output", "--tta",
-             "--postprocess", "--full-res", "--verbose"],
+             "--postprocess", "--full_res", "--verbose"],
     "predict": ["--ckpt", "--save_dir", "--arch", "inputs", "--output", "--threshold", "--tta",
                 "--postprocess", "--batch_size", "--device", "--verbose"],
     "compare": ["runs", "--output", "--title", "--verbose"],

@@ -61,11 +61,10 @@ def test_training_batches_get_pets_pasted_and_validation_batches_do_not(
                            augment="none", cache=cache, cache_dir=str(tmp_path),
                            copy_paste=copy_paste_p)  # fmt: skip
 
-        progress = SimpleNamespace(current=SimpleNamespace(ready=0))  # the batch number
-        dm.trainer = SimpleNamespace(
+        dm.trainer = SimpleNamespace(  # the public Trainer state the batch seed reads
             training=True,
             current_epoch=0,
-            fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
+            global_step=0,
             strategy=SimpleNamespace(root_device=torch.device("cpu")),
         )
         dm.setup("fit")

@@ -16,6 +16,7 @@ from petseg.cli import compare_main, predict_main, train_main
 from petseg.cli import test_main as petseg_test
 from petseg.data.dataset import OxfordPetDataset
 from petseg.data.transforms import eval_transform
+from petseg.evaluation import evaluate
 from petseg.inference import predict_logits
 from petseg.report import write_overlays
 from petseg.segmenter import Segmenter
@@ -59,7 +60,7 @@ def test_report_matches_the_test_dice_of_training(trained, report):
 def test_overlays_are_drawn_from_the_evaluation_logits(trained, synthetic_root, tmp_path):
     seg = Segmenter.load(_best_ckpt(trained[1]), device="cpu")
     dataset = OxfordPetDataset(synthetic_root, "test", eval_transform(seg.image_size))
-    evaluation = seg.evaluate(dataset, keep=3, progress=False)
+    evaluation = evaluate(seg, dataset, keep=3, progress=False)
     dice = evaluation.per_image["dice"]
     assert [dice[i] for i in evaluation.best] == sorted(dice, reverse=True)[:3]
     assert [dice[i] for i in evaluation.worst] == sorted(dice)[:3]

@@ -21,10 +21,11 @@ from PIL import Image
 import petseg.predict as predict_module
 from conftest import RUN, train_args
 from petseg.checkpoint_io import RunCheckpointIO, is_run_file, sanitise_callback_paths
-from petseg.checkpoints import TMP_SUFFIX, atomic_save, remove_stale_temporaries
+from petseg.checkpoints import atomic_save
 from petseg.cli import predict_main, train_main
 from petseg.data.dataset import split_names
 from petseg.errors import PetsegError
+from petseg.files import TEMPORARY_MARK, remove_stale_temporaries
 from petseg.interrupts import SignalGuard, TrainingInterrupted
 from petseg.report import _fit
 from petseg.segmenter import Segmenter
@@ -33,7 +34,7 @@ BIN = Path(sys.executable).parent
 
 
 def _temporaries(folder: Path) -> list[Path]:
-    return list(folder.rglob(f"*{TMP_SUFFIX}"))
+    return list(folder.rglob(f"*{TEMPORARY_MARK}*"))
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ class _Interrupted(BaseException):
 
 
 def _dying_save(obj, f, *args, **kwargs):
-    f.write(b"PK\x03\x04 the first bytes of a checkpoint")
+    Path(f).write_bytes(b"PK\x03\x04 the first bytes of a checkpoint")
     raise _Interrupted
 
 
@@ -144,11 +145,11 @@ def test_checkpoints_are_staged_in_their_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: (renames.append(Path(a)), real_replace(a, b)))
     RunCheckpointIO(tmp_path).save_checkpoint({"epoch": 3}, tmp_path / "last.ckpt")
     (staged,) = renames
-    assert staged.parent == tmp_path and staged.name.startswith(".last.ckpt.")
+    assert staged.parent == tmp_path and staged.name.startswith(".last.")
     assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"epoch": 3}
     # a temporary file of a killed process is removed, one of a live process kept
-    dead = tmp_path / f".last.ckpt.999999999.abcd{TMP_SUFFIX}"
-    live = tmp_path / f".last.ckpt.{os.getppid()}.abcd{TMP_SUFFIX}"
+    dead = tmp_path / f".last.ckpt.999999999.abcd{TEMPORARY_MARK}"
+    live = tmp_path / f".last.ckpt.{os.getppid()}.abcd{TEMPORARY_MARK}"
     dead.write_bytes(b"partial")
     live.write_bytes(b"partial")
     assert remove_stale_temporaries(tmp_path) == [dead]
@@ -164,7 +165,7 @@ def test_a_disk_that_fills_mid_run_stops_in_one_line_with_last_ckpt_whole(
     def save(obj, f, *args, **kwargs):
         calls.append(1)
         if len(calls) > 2:  # epoch 0 wrote its two files; the disk fills in epoch 1
-            f.write(b"PK\x03\x04 half a checkpoint")
+            Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
             raise OSError(code, os.strerror(code))
         return real_save(obj, f, *args, **kwargs)
 

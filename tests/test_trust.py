@@ -78,6 +78,9 @@ def files(trained, synthetic_root, tmp_path_factory) -> dict[str, str]:
     weights = torch.load(trained[0] / RUN / "resnet34_unet.pth", weights_only=True)
     edited["pth_threshold"] = tmp / "pth_threshold.pth"
     torch.save({**weights, "threshold": 7.0}, edited["pth_threshold"])
+    edited["pth_normalization"] = tmp / "pth_normalization.pth"
+    torch.save({**weights, "normalization": {"mean": [0.5] * 3, "std": [0.5] * 3}},
+               edited["pth_normalization"])  # fmt: skip
     edited["pth_options"] = tmp / "pth_options.pth"
     torch.save({**weights, "model_options": {"depth": 99}}, edited["pth_options"])
     wide = tmp / "wide.ckpt"
@@ -181,6 +184,7 @@ CASES = [
     ("test", "--ckpt {meta_threshold_str}", "{meta_threshold_str}: metadata field threshold"),
     ("test", "--ckpt {meta_size}", "{meta_size}: metadata field image_size"),
     ("test", "--ckpt {pth_threshold}", "{pth_threshold}: metadata field threshold"),
+    ("test", "--ckpt {pth_normalization}", "{pth_normalization}: metadata field normalization"),
     ("test", "--ckpt {meta_arch} --output {tmp}/new_report", "{meta_arch}: metadata field arch"),
     ("test", "--data.num_workers -1", 'key "data.num_workers"'),
     ("test", "--device cpu:x --output {tmp}/new_report", "--device"),

@@ -3,6 +3,8 @@
 The public API, imported on first use so that ``import petseg`` stays quick:
 
 - ``Segmenter``: load a trained model (``Segmenter.load(path)``) and segment images;
+- ``evaluate``: score a ``Segmenter`` over a split (``Evaluation``: summary, per image, best and
+  worst images);
 - ``build_model``, ``load_model``: the plain ``nn.Module``s and rebuilding one from a file;
 - ``train``: train as ``petseg-train`` does, with the same options, and get the run folder and
   its scores back (``TrainResult``);
@@ -23,6 +25,8 @@ __version__ = "0.2.0"
 
 _WHERE = {
     "Segmenter": "petseg.segmenter",
+    "evaluate": "petseg.evaluation",
+    "Evaluation": "petseg.evaluation",
     "build_model": "petseg.models",
     "load_model": "petseg.checkpoints",
     "SegmentationModule": "petseg.module",

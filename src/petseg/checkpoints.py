@@ -21,41 +21,30 @@ This module imports neither Lightning nor albumentations: loading a model stays 
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import pickle
-import re
-import secrets
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from petseg.atomic import TEMPORARY_MARK
 from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, first_line
+from petseg.files import atomic_write
 from petseg.models import ARCHS, build_model
 
 WEIGHTS_FORMAT = "petseg-weights"
 WEIGHTS_VERSION = 1
 MODEL_OPTIONS = ("base_channels", "bilinear")  # the hyperparameters that shape the network
-# How torch's weights-only unpickler says the bytes are no pickle it can parse (junk, a text
-# file), as opposed to naming a Python object it refuses to build.
-_NOT_A_PICKLE = re.compile(r"Unsupported operand \d+|String is too long")
+# the one input normalisation petseg trains with, recorded in every .pth and checked on reading
+NORMALIZATION = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # the image sizes petseg trains and loads
 MAX_BASE_CHANNELS = 512  # 8x the published width: a larger one is a crafted file, not a model
-TMP_SUFFIX = TEMPORARY_MARK  # the temporary files of atomic_save: .<name>.<pid>.<hex>.petseg-tmp
-# The errors that mean "this folder takes no more bytes", with the words that say so.
-_DISK_ERRORS = {
-    errno.ENOSPC: "is full",
-    errno.EDQUOT: "is over its disk quota",
-    errno.EROFS: "is on a read-only file system",
-}
 
 
 @dataclass(frozen=True)
@@ -110,6 +99,9 @@ def check_spec(fields: Mapping[str, Any], path: str | Path) -> ModelSpec:
     data_root = fields.get("data_root")
     if data_root is not None and not isinstance(data_root, str):
         raise bad("data_root", data_root, "a path (text) or absent")
+    normalization = fields.get("normalization")  # .pth files: what the inputs were scaled by
+    if normalization is not None and normalization != NORMALIZATION:
+        raise bad("normalization", normalization, f"{NORMALIZATION} (ImageNet's), or absent")
     return ModelSpec(arch, dict(options), size, float(threshold), data_root)
 
 
@@ -126,72 +118,8 @@ def check_threshold(threshold: Any, option: str = "threshold") -> float:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj, path)`` atomically, in ``path``'s own folder (never ``$TMPDIR``, which may
-    be another file system, where a rename is a copy).
-
-    The bytes go to a hidden temporary file beside ``path``, are flushed and synced to disk, and
-    the file is renamed over ``path`` in one step: at any moment ``path`` is the earlier file or
-    the complete new one. The temporary file is removed on any error; a full or read-only file
-    system is one line naming the folder.
-    """
-    path = Path(path)
-    folder = path.parent
-    tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp.exists():
-            tmp.unlink()
-        if isinstance(err, OSError) and err.errno in _DISK_ERRORS:
-            raise PetsegError(
-                f"cannot write {path.name}: the folder {folder} {_DISK_ERRORS[err.errno]} "
-                f"({err.strerror}); free space there or write elsewhere (nothing was replaced)"
-            ) from None
-        raise
-    _sync_folder(folder)  # the rename itself survives a power cut
-    return path
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Remove what killed ``atomic_save`` calls left in ``folder`` (their process is gone)."""
-    removed = []
-    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
-        pid = tmp.name.removesuffix(TMP_SUFFIX).split(".")[-2]
-        if pid.isdigit() and not _alive(int(pid)) and tmp.is_file() and not tmp.is_symlink():
-            tmp.unlink()
-            removed.append(tmp)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a leftover of this process is from a save that ended
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    """``torch.save(obj, path)`` atomically and durably (``petseg.files.atomic_write``)."""
+    return atomic_write(path, partial(torch.save, obj), durable=True)
 
 
 def read_file(path: str | Path) -> Any:
@@ -204,26 +132,26 @@ def read_file(path: str | Path) -> Any:
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only" not in str(err).lower():
-            raise PetsegError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
-        unparsed = _NOT_A_PICKLE.search(str(err))
-        if unparsed:  # bytes the safe unpickler cannot parse: not an object it refused
+    except pickle.UnpicklingError as err:  # the safe unpickler stopped: refused or unreadable
+        unsafe = _unsafe_globals(path)
+        if unsafe:
             raise PetsegError(
-                f"cannot read checkpoint {path}: not a PyTorch file ({unparsed[0]})"
+                f"refusing to load {path}: it holds Python objects besides tensors and plain "
+                f"values ({', '.join(unsafe[:3])}), which could run code when loaded; petseg's "
+                "own .ckpt and .pth files never do, so use a file written by petseg-train"
             ) from None
-        raise PetsegError(
-            f"refusing to load {path}: it holds Python objects besides tensors and plain values, "
-            "which could run code when loaded; petseg's own .ckpt and .pth files never do, so "
-            "use a file written by petseg-train"
-        ) from None
+        raise PetsegError(f"cannot read checkpoint {path}: {first_line(err)}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise PetsegError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
+        raise PetsegError(f"cannot read checkpoint {path}: {first_line(err)}") from None
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _unsafe_globals(path: Path) -> list[str]:
+    """The Python objects (module.name) a file torch.save wrote would build on loading, beyond
+    what ``weights_only`` allows, as torch lists them; [] for a file it cannot list."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip archive written by torch.save, or a damaged one
+        return []
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -282,7 +210,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     except (RuntimeError, TypeError, AttributeError, KeyError) as err:
         raise PetsegError(
             f"the weights in {path} do not fit a {spec.arch} with {spec.model_options}: "
-            f"{_first_line(err)}"
+            f"{first_line(err)}"
         ) from None
     return model.eval(), spec
 
@@ -293,7 +221,7 @@ def save_weights(model: nn.Module, spec: ModelSpec, path: str | Path) -> Path:
         "format": WEIGHTS_FORMAT,
         "version": WEIGHTS_VERSION,
         **asdict(spec),
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "normalization": NORMALIZATION,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     return atomic_save(payload, path)

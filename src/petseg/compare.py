@@ -11,7 +11,7 @@ from petseg.tensorboard import epoch_curves, read_hparams
 
 
 @dataclass
-class Run:
+class LoggedRun:
     """One training run read back from its TensorBoard folder."""
 
     label: str
@@ -67,12 +67,12 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return runs
 
 
-def load_runs(paths: list[Path]) -> list[Run]:
+def load_runs(paths: list[Path]) -> list[LoggedRun]:
     """Read each run; labels are the run folders' paths below their common root."""
     paths = [p.resolve() for p in paths]
     common = Path(*_common_parts(paths)) if len(paths) > 1 else paths[0].parent
     return [
-        Run(str(p.relative_to(common)) or p.name, p, epoch_curves(p), read_hparams(p))
+        LoggedRun(str(p.relative_to(common)) or p.name, p, epoch_curves(p), read_hparams(p))
         for p in paths
     ]
 
@@ -87,7 +87,7 @@ def _common_parts(paths: list[Path]) -> tuple[str, ...]:
     return tuple(common)
 
 
-def markdown_table(runs: list[Run]) -> str:
+def markdown_table(runs: list[LoggedRun]) -> str:
     """Best validation Dice (and its epoch), final values and test Dice where logged."""
 
     def fmt(value: float | None) -> str:
@@ -108,7 +108,7 @@ def markdown_table(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_runs(runs: list[Run], output: Path, title: str = "") -> Path:
+def plot_runs(runs: list[LoggedRun], output: Path, title: str = "") -> Path:
     """One PNG: Dice and loss per epoch, train dashed and valid solid, a colour per run."""
     import matplotlib
 

@@ -20,7 +20,7 @@ from petseg.errors import PetsegError
 _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "Insufficient memory")
 
 
-def _one_line(err: BaseException) -> str | None:
+def user_message(err: BaseException) -> str | None:
     """The one-line message for an error a user can cause, or None for a bug."""
     if isinstance(err, (PetsegError, ArgumentError)):
         message = str(err)
@@ -58,7 +58,7 @@ def run_command(
     try:
         return body(argv)
     except Exception as err:
-        message = _one_line(err)
+        message = user_message(err)
         traceback = verbose() if verbose is not None else flag
         if message is None or (traceback and not isinstance(err, ArgumentError)):
             raise

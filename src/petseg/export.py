@@ -33,7 +33,7 @@ import petseg
 from petseg.checkpoints import ModelSpec
 from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from petseg.errors import PetsegError
-from petseg.runs import check_writable_dir
+from petseg.files import atomic_write, new_file, writable_folder
 
 # output suffix -> format name
 FORMATS = {".onnx": "ONNX", ".pt": "TorchScript", ".ts": "TorchScript", ".pt2": "torch.export"}
@@ -80,11 +80,7 @@ def check_output(output: str | Path) -> Path:
     if output.is_dir():
         raise PetsegError(f"--output {output} is a folder; pass a file name such as model.onnx")
     export_format(output)
-    if output.exists():
-        raise PetsegError(
-            f"--output {output} already exists; pass a new file name so the earlier one is kept"
-        )
-    return output
+    return new_file(output)
 
 
 def require_dependencies(fmt: str) -> None:
@@ -173,15 +169,17 @@ def export_model(
     seg = petseg.Segmenter.load(ckpt, device="cpu")
     inputs = check_images(seg, images)
     metadata = export_metadata(seg.spec)
-    check_writable_dir(output.parent, "--output")
-    partial = output.with_name(f".{output.name}.partial{output.suffix}")
-    try:
+    writable_folder(output.parent, "--output")
+    batches = _check_batches(inputs)
+    checked: dict[str, Any] = {}
+
+    def write_and_check(partial: Path) -> None:
+        """Export to ``partial``, then run it beside PyTorch; only a model that agrees is kept."""
         _WRITERS[fmt](seg.model, seg.image_size, metadata, partial)
-        run, runtime = _RUNNERS[fmt](partial)
-        batches = _check_batches(inputs)
-        diffs = [_relative_difference(_checked(run, batch, fmt, runtime), seg.logits(batch))
-                 for batch in batches]  # fmt: skip
-        diff = float(torch.tensor(diffs).max())  # NaN if any is (Python's max would skip it)
+        run, checked["runtime"] = _RUNNERS[fmt](partial)
+        diffs = [_relative_difference(_checked(run, batch, fmt, checked["runtime"]),
+                                      seg.logits(batch)) for batch in batches]  # fmt: skip
+        checked["diff"] = diff = float(torch.tensor(diffs).max())  # NaN if any is
         if not diff <= TOLERANCE:
             raise PetsegError(
                 f"the exported {fmt} model's logits differ from PyTorch's by {diff:.2e} "
@@ -190,11 +188,16 @@ def export_model(
             )
         if output.exists():  # appeared while exporting
             raise PetsegError(f"--output {output} appeared while exporting; it was kept as it is")
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+
+    atomic_write(output, write_and_check)
     return ExportResult(
-        output, fmt, metadata, diff, len(inputs), tuple(len(b) for b in batches), runtime
+        output,
+        fmt,
+        metadata,
+        checked["diff"],
+        len(inputs),
+        tuple(len(b) for b in batches),
+        checked["runtime"],
     )
 
 

@@ -61,7 +61,7 @@ class SegmentationLoss(nn.Module):
     def __init__(self, name: LossName = "bce_dice", dice_weight: float = 1.0) -> None:
         super().__init__()
         if name not in LOSSES:
-            raise PetsegError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
+            raise PetsegError(f"loss {name!r} is not one of: {', '.join(LOSSES)}")
         self.name = name
         self.dice_weight = dice_weight
 

@@ -14,7 +14,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from petseg.checkpoints import MAX_BASE_CHANNELS
 from petseg.errors import PetsegError
 from petseg.inference import predicted_mask
 from petseg.losses import LossName, SegmentationLoss
@@ -28,6 +27,7 @@ from petseg.options import (
     OpenUnitInterval,
     PositiveFloat,
     Width,
+    check_arguments,
     plain,
 )
 from petseg.schedules import BudgetedOneCycleLR
@@ -94,18 +94,8 @@ class SegmentationModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        # The parser checks these ranges (petseg.options); these checks cover Python callers.
-        _check_choice("--model.optimizer", optimizer, OptimizerName)
-        _check_choice("--model.scheduler", scheduler, SchedulerName)
-        _check_range("--model.lr", lr, low=0.0, low_open=True)
-        _check_range("--model.weight_decay", weight_decay, low=0.0)
-        _check_range("--model.dice_weight", dice_weight, low=0.0)
-        _check_range("--model.momentum", momentum, low=0.0, high=1.0, high_open=True)
-        _check_range("--model.gamma", gamma, low=0.0, high=1.0, low_open=True)
-        _check_range("--model.threshold", threshold, low=0.0, high=1.0, low_open=True,
-                     high_open=True)  # fmt: skip
-        _check_range("--model.base_channels", base_channels, low=1, high=MAX_BASE_CHANNELS)
-        _check_range("--model.log_images", log_images, low=0)
+        # the parser checks these while parsing; this covers Python callers, from the same types
+        check_arguments(SegmentationModule.__init__, locals(), "model")
         # plain numbers in the checkpoint, not the parser's restricted types (weights_only)
         base_channels, dice_weight, lr = plain(base_channels), plain(dice_weight), plain(lr)
         weight_decay, momentum, gamma = plain(weight_decay), plain(momentum), plain(gamma)
@@ -249,27 +239,3 @@ class SegmentationModule(L.LightningModule):
             return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
 
         return spent
-
-
-def _check_choice(option: str, value: str, choices) -> None:
-    valid = get_args(choices)
-    if value not in valid:
-        raise PetsegError(f"{option} {value!r} is not one of: {', '.join(valid)}")
-
-
-def _check_range(
-    option: str,
-    value: float,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    too_low = low is not None and number and (value <= low if low_open else value < low)
-    too_high = high is not None and number and (value >= high if high_open else value > high)
-    if not number or not math.isfinite(value) or too_low or too_high:
-        bound = f"> {low}" if low_open else f">= {low}"
-        if high is not None:
-            bound += f" and {'<' if high_open else '<='} {high}"
-        raise PetsegError(f"{option} {value} is out of range; it must be {bound}")

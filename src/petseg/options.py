@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from jsonargparse.typing import (
     ClosedUnitInterval,
@@ -26,7 +27,7 @@ from jsonargparse.typing import (
 )
 
 from petseg.checkpoints import MAX_BASE_CHANNELS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, first_line
 
 ImageSize = restricted_number_type(
     "ImageSize", int, [(">=", MIN_IMAGE_SIZE), ("<=", MAX_IMAGE_SIZE)], join="and"
@@ -46,6 +47,7 @@ __all__ = [
     "PositiveFloat",
     "PositiveInt",
     "Width",
+    "check_arguments",
     "check_trainer_options",
     "plain",
 ]
@@ -63,6 +65,40 @@ def plain(value: Any) -> Any:
     if isinstance(value, float):
         return float(value)
     return value
+
+
+def check_arguments(function: Callable, values: Mapping[str, Any], prefix: str) -> None:
+    """For Python callers, the check the parser makes of the same signature: each of ``values``
+    against its parameter's annotation in ``function`` (a ``Literal``'s choices, a restricted
+    number's range, and finite), with one line naming ``--<prefix>.<name>``.
+
+    Command lines are checked by jsonargparse while parsing; ``SegmentationModule`` and
+    ``PetDataModule`` call this so that ``petseg.train({...})`` and direct construction meet
+    the same ranges, from the same types.
+    """
+    hints = get_type_hints(function)
+    for name, value in values.items():
+        kind, option = hints.get(name), f"--{prefix}.{name}"
+        members = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+        if value is None and type(None) in members:
+            continue
+        kind = next((m for m in members if m is not type(None)), None)
+        if get_origin(kind) is Literal:
+            if value not in get_args(kind):
+                choices = ", ".join(map(str, get_args(kind)))
+                raise PetsegError(f"{option} {value!r} is not one of: {choices}")
+        elif isinstance(kind, type) and issubclass(kind, (int, float)) and kind not in NUMBERS:
+            try:  # a jsonargparse restricted number: calling it checks the value
+                kind(value)
+                finite = math.isfinite(value)
+            except (TypeError, ValueError) as err:
+                message = f"{option} {value!r} is out of range ({first_line(err)})"
+                raise PetsegError(message) from None
+            if not finite:
+                raise PetsegError(f"{option} {value!r} is out of range: it must be finite")
+
+
+NUMBERS = (int, float, bool)
 
 
 def _is_int(value: Any) -> bool:

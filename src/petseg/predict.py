@@ -26,8 +26,8 @@ from PIL import Image
 from torchvision.io import write_png
 from tqdm import tqdm
 
-from petseg.atomic import atomic_write
 from petseg.errors import PetsegError
+from petseg.files import atomic_write, folder_without, free_name
 from petseg.segmenter import Segmenter, as_rgb
 from petseg.visualize import overlay
 
@@ -115,12 +115,7 @@ def check_outputs_free(jobs: list[Job], output: Path) -> None:
             "(nothing was written)"
         )
     targets = [path for job in jobs for path in (job.mask(output), job.overlay(output))]
-    clashes = [p for p in targets if p.exists()]
-    if clashes:
-        raise PetsegError(
-            f"--output {output} already holds {len(clashes)} of these results (e.g. "
-            f"{clashes[0]}); pass a new folder so the earlier ones are kept"
-        )
+    folder_without(output, targets, "some of these results")
 
 
 def _name_max(folder: Path) -> int:
@@ -136,15 +131,6 @@ def _name_max(folder: Path) -> int:
 
 def _save_png(image: torch.Tensor, path: Path) -> None:
     write_png(image, str(path))
-
-
-def _free_name(path: Path) -> Path:
-    """``path``, or ``<stem>-N<suffix>`` with the first N that is free: never replace a file."""
-    n = 1
-    while path.exists():
-        path = path.with_name(f"{INDEX.removesuffix('.csv')}-{n}.csv")
-        n += 1
-    return path
 
 
 def predict_files(
@@ -210,5 +196,5 @@ def _write_index(
             rows.append((str(job.source), "", "", reason or "not written: the run stopped first"))
     rows += [(line.split(": ", 1)[0], "", "", line) for line in missing]
     if output.is_dir() and len(rows) > 1:
-        with _free_name(output / INDEX).open("w", newline="") as f:
+        with free_name(output / INDEX).open("w", newline="") as f:
             csv.writer(f).writerows(rows)

@@ -12,12 +12,12 @@ from typing import Any
 import torch
 from torchvision.io import write_png
 
-from petseg.atomic import atomic_write
 from petseg.data.breeds import breed_of, read_species
 from petseg.data.dataset import OxfordPetDataset
-from petseg.errors import PetsegError
+from petseg.evaluation import Evaluation, evaluate
+from petseg.files import atomic_write, folder_without
 from petseg.inference import resize_logits
-from petseg.segmenter import Evaluation, Segmenter
+from petseg.segmenter import Segmenter
 from petseg.visualize import comparison_grid
 
 REPORT_FILES = ("metrics.json", "per_image.csv", "per_breed.csv", "overlays")
@@ -28,16 +28,7 @@ SUMMARY_KEYS = ("dice", "iou", "dice_dataset", "iou_dataset")
 
 def check_report_folder(folder: str | Path) -> Path:
     """A folder for a new report: refuses one that already holds a report (nothing is replaced)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise PetsegError(f"--output {folder} is a file, not a folder; pass a folder")
-    taken = [name for name in REPORT_FILES if (folder / name).exists()]
-    if taken:
-        raise PetsegError(
-            f"--output {folder} already holds a report ({', '.join(taken)}); "
-            "pass a new folder so the earlier report is kept"
-        )
-    return folder
+    return folder_without(folder, REPORT_FILES, "a report")
 
 
 def score_test_split(
@@ -59,7 +50,7 @@ def score_test_split(
     dataset = OxfordPetDataset(root, "test", transform, skip_missing=skip_missing)
     if skip_missing:
         dataset.check_files(progress=False)
-    evaluation = segmenter.evaluate(dataset, num_workers, full_res, progress=progress)
+    evaluation = evaluate(segmenter, dataset, num_workers, full_res, progress=progress)
     print(f"test images        {len(dataset)}")
     print_scores(evaluation.summary)
     if evaluation.full_res is not None:

@@ -112,30 +112,13 @@ def run_of_checkpoint(ckpt_path: str | Path, save_dir: str | Path, arch: str) ->
     return run_version(folder)
 
 
-def check_writable_dir(path: str | Path, option: str) -> Path:
-    """Create ``path`` if needed and prove it takes files, or fail in one line naming ``option``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise PetsegError(f"{option} {path} is a file, not a folder; pass a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".petseg-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise PetsegError(
-            f"{option} {path} is not a writable folder ({err.strerror or err}); pass another"
-        ) from None
-    return path
-
-
 def replace_with_link(source: str | Path, target: str | Path) -> Path:
     """Make ``target`` the same file as ``source``, atomically: a hard link (no extra disk) or,
     where the file system has none, a copy, made under a temporary name and renamed over
     ``target``, so a reader sees the old file or the new one, never a part or a dangling link."""
     import shutil
 
-    from petseg.atomic import atomic_write
+    from petseg.files import atomic_write
 
     def link_or_copy(temporary: Path) -> None:
         try:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, first_line
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
@@ -279,7 +279,7 @@ def open_storage(url: str, heartbeat: int | None = HEARTBEAT):
             if isinstance(err, IntegrityError) and attempt + 1 < SCHEMA_ATTEMPTS:
                 time.sleep(1 + attempt)
                 continue
-            message = f"--storage {_safe_url(url)}: cannot open it ({_first_line(err)})"
+            message = f"--storage {_safe_url(url)}: cannot open it ({first_line(err)})"
             raise PetsegError(message) from None
     raise AssertionError("unreachable")
 
@@ -287,11 +287,6 @@ def open_storage(url: str, heartbeat: int | None = HEARTBEAT):
 def _safe_url(url: str) -> str:
     """The URL without its password."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
-    return " ".join((lines[0] if lines else type(err).__name__).split())
 
 
 def load_study(name: str, storage_url: str):
@@ -417,7 +412,7 @@ class _Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from petseg.console import _one_line
+        from petseg.console import user_message
         from petseg.interrupts import TrainingInterrupted
         from petseg.training import train
 
@@ -476,7 +471,7 @@ class _Objective:
                 trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
                 raise
             except Exception as err:
-                reason = _one_line(err) or f"{type(err).__name__}: {_first_line(err)}"
+                reason = user_message(err) or f"{type(err).__name__}: {first_line(err)}"
                 if reporter.run_dir is not None:
                     trial.set_user_attr("runs", [*runs, str(reporter.run_dir)])
                 trial.set_user_attr("fail_reason", reason)
@@ -568,7 +563,7 @@ def run_sweep(cfg: SweepConfig) -> int:
             load_if_exists=True,
         )
     except Exception as err:
-        raise PetsegError(f"--study {cfg.study}: {_first_line(err)}") from None
+        raise PetsegError(f"--study {cfg.study}: {first_line(err)}") from None
     _claim_space(study, cfg)
     print(
         f"sweep {cfg.study}: {total} trials of {cfg.seeds} seed(s), {cfg.sampler} sampler, "

@@ -28,10 +28,11 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from petseg.callbacks import BestCheckpoint
 from petseg.checkpoint_io import RunCheckpointIO
-from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint, remove_stale_temporaries
+from petseg.checkpoints import MODEL_OPTIONS, load_checkpoint
 from petseg.data import PetDataModule
 from petseg.data.download import ensure_data
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, first_line
+from petseg.files import remove_stale_temporaries, writable_folder
 from petseg.interrupts import SignalGuard
 from petseg.models import Arch
 from petseg.module import SegmentationModule
@@ -42,7 +43,6 @@ from petseg.runs import (
     BEST,
     LAST,
     Run,
-    check_writable_dir,
     discard_if_unused,
     existing_run,
     new_run,
@@ -200,8 +200,8 @@ class TrainCLI(LightningCLI):
         """Checks that need no model or data: output folders, and the checkpoint to resume."""
         cfg = self.config
         check_trainer_options(cfg.trainer)
-        check_writable_dir(cfg.save_dir, "--save_dir")
-        check_writable_dir(cfg.log_dir, "--log_dir")
+        writable_folder(cfg.save_dir, "--save_dir")
+        writable_folder(cfg.log_dir, "--log_dir")
         self.resume: Path | None = None
         if cfg.ckpt_path is not None:  # before the data: a wrong path must not wait on a download
             path = cfg.ckpt_path
@@ -242,9 +242,8 @@ class TrainCLI(LightningCLI):
             if self.resume is None:
                 discard_if_unused(self.run)  # a Trainer that cannot start leaves no folders
             if isinstance(err, (ValueError, TypeError, ImportError, MisconfigurationException)):
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
                 raise PetsegError(
-                    f"the Trainer cannot start with these --trainer options: {first}"
+                    f"the Trainer cannot start with these --trainer options: {first_line(err)}"
                 ) from None
             raise
 
@@ -416,6 +415,8 @@ def train(
     trainer, data = cli.trainer, cli.datamodule
     with cli.guard:  # SIGINT, SIGTERM: TrainingInterrupted, with a last.ckpt when it can
         try:
+            if test and trainer.is_global_zero:  # scored after the fit: a bad file stops it now
+                data.check_split("test")
             trainer.fit(cli.model, datamodule=data, ckpt_path=cli.resume, weights_only=True)
         except BaseException:
             if cli.resume is None and trainer.is_global_zero:

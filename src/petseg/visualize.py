@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import kornia
 import torch
 from torchvision.utils import draw_segmentation_masks, make_grid
 
-from petseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 TRUTH_COLOUR = "lime"
 PRED_COLOUR = "magenta"
@@ -13,9 +14,10 @@ PRED_COLOUR = "magenta"
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
     """ImageNet-normalised float images ``(N, 3, H, W)`` back to uint8."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return ((images.float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device)
+    std = torch.tensor(IMAGENET_STD, device=images.device)
+    restored = kornia.enhance.denormalize(images.float(), mean, std)
+    return (restored.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def overlay(image: torch.Tensor, mask: torch.Tensor, colour: str = PRED_COLOUR) -> torch.Tensor:

@@ -21,13 +21,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from petseg.recipes import recipe
+
 PEER_COMMAND = "peer"
 DEVICE_COMMAND = "device"
 REHEARSE_COMMAND = "rehearse"
 CURVE_COMMAND = "learning-curve"
-# The checkout's configs/fast.yaml, the file petseg-train --config reads (src/petseg/bench/ is
-# three folders below the checkout).
-FAST_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "fast.yaml"
+# configs/fast.yaml, the file petseg-train --config reads, installed or in the checkout
+FAST_CONFIG = recipe("fast.yaml")
 
 
 def run(args: argparse.Namespace) -> dict:

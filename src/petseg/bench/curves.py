@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from petseg.errors import PetsegError
+from petseg.files import new_file
 from petseg.tensorboard import event_files, timed_scalars
 
 PROG = "python -m petseg.bench.curves"
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--labels", nargs="*", help="Legend labels, runs first, then peers.")
         parser.add_argument("--output", required=True, help="The PNG to write (never replaced).")
         args = parser.parse_args(argv)
-        if Path(args.output).exists():
-            raise PetsegError(f"--output {args.output} already exists; pass a new file name")
+        new_file(args.output)
         sources = [(f"petseg {Path(r).parent.name}", r, petseg_curve) for r in args.run]
         sources += [(f"peer {Path(p).stem}", p, peer_curve) for p in args.peer]
         if not sources:

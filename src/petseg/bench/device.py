@@ -43,6 +43,7 @@ import torch
 
 from petseg.bench.time_to_dice import Clock
 from petseg.bench.timing import sync
+from petseg.files import empty_folder, new_file
 
 PRECISIONS = ("bf16-mixed", "16-mixed")
 PATHS = ("standard", "cached")
@@ -238,7 +239,7 @@ def dice_run(s: Settings, root: Path, work: Path, max_s: float) -> dict[str, Any
 def device_check(args: argparse.Namespace) -> dict[str, Any]:
     """Run the check and return its JSON-ready result (``ok``: every check passed)."""
     from petseg.data.synthetic import make_synthetic_dataset
-    from petseg.errors import PetsegError
+    from petseg.errors import PetsegError, first_line
     from petseg.models import ARCHS
 
     start = time.perf_counter()
@@ -246,9 +247,7 @@ def device_check(args: argparse.Namespace) -> dict[str, Any]:
     budget = args.budget_s or (math.inf if s.dry_run else 420.0)
     if not s.dry_run and not torch.cuda.is_available():
         raise PetsegError("no CUDA device here; petseg-bench device --dry-run runs on the CPU")
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="petseg-device-"))
-    if work.exists() and any(work.iterdir()):
-        raise PetsegError(f"--work_dir {work} is not empty; pass a new folder")
+    work = empty_folder(args.work_dir or tempfile.mkdtemp(prefix="petseg-device-"), "--work_dir")
     root = Path(args.root) if args.root else work / "data"
     n_trainval, n_test, sides = s.synthetic
     synthetic = f"synthetic: {n_trainval} trainval, {n_test} test, sides {sides[0]}-{sides[1]} px"
@@ -290,7 +289,7 @@ def device_check(args: argparse.Namespace) -> dict[str, Any]:
         try:
             result["throughput"][name] = throughput_run(s, arch, precision, path, root, work)
         except Exception as err:  # one failed path must not hide the others' figures
-            result["errors"][name] = f"{type(err).__name__}: {err}".splitlines()[0]
+            result["errors"][name] = f"{type(err).__name__}: {first_line(err)}"
     left = budget - (time.perf_counter() - start)
     if left < args.reserve_s / 2:
         result["skipped"].append("time_to_dice")
@@ -299,7 +298,7 @@ def device_check(args: argparse.Namespace) -> dict[str, Any]:
         try:
             result["time_to_dice"] = dice_run(s, root, work, min(left - 30, 3600.0))
         except Exception as err:
-            result["errors"]["time_to_dice"] = f"{type(err).__name__}: {err}".splitlines()[0]
+            result["errors"]["time_to_dice"] = f"{type(err).__name__}: {first_line(err)}"
     checks = [r for r in result["throughput"].values()] + [result.get("time_to_dice") or {}]
     result["ok"] = not result["errors"] and all(
         r.get("finite") and r.get("falls") for r in checks if r
@@ -372,11 +371,7 @@ def main(argv: list[str] | None, prog: str = "petseg-bench device") -> int:
         # the throughput runs validate nothing, so the best-checkpoint callback finds no val/dice
         warnings.filterwarnings("ignore", ".*could not find the monitored key")
         args = parser(prog).parse_args(argv)
-        output = Path(args.output)
-        if output.exists():
-            from petseg.errors import PetsegError
-
-            raise PetsegError(f"{output} already exists; pass a new --output")
+        output = new_file(args.output)
         result = device_check(args)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2) + "\n")

@@ -61,7 +61,7 @@ def preload(dataset: OxfordPetDataset, size: int):
     images, masks, originals = [], [], []
     for i in range(len(dataset)):
         image, mask = dataset.load(i)
-        images.append(np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)))
+        images.append(np.asarray(Image.fromarray(image).resize((size, size), Image.BOX)))
         masks.append(np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST)))
         originals.append(torch.from_numpy(mask))
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255)

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from petseg.errors import PetsegError
+from petseg.files import empty_folder
 
 SPLITS = ("trainval", "test")
 CHECKOUT_SHARED = Path("../shared")
@@ -70,8 +71,7 @@ def mapping(names: list[str], sources: list[str]) -> dict[str, str]:
 
 def rehearse(root: Path, splits: Path, pixels: Path, copy: bool = False) -> dict[str, int]:
     """Write the rehearsal dataset into ``root`` (new or empty); counts of what it holds."""
-    if root.exists() and any(root.iterdir()):
-        raise PetsegError(f"{root} is not empty; pass a new folder")
+    empty_folder(root, option="")
     lists = {split: listed_names(splits / f"{split}.txt") for split in SPLITS}
     names = list(dict.fromkeys(lists["trainval"] + lists["test"]))
     sources = source_pairs(pixels.resolve())

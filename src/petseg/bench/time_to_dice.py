@@ -103,6 +103,7 @@ def time_to_dice(
     final weights (scored by ``Segmenter.evaluate``, as petseg-test scores)."""
     from petseg.checkpoints import checkpoint_spec
     from petseg.data.dataset import OxfordPetDataset
+    from petseg.evaluation import evaluate
     from petseg.segmenter import Segmenter
 
     module, dm, trainer_options = fast_setup(config, root, arch, epochs, cache_dir)
@@ -115,7 +116,7 @@ def time_to_dice(
         {"hyper_parameters": module.hparams, "datamodule_hyper_parameters": dm.hparams}
     )
     segmenter = Segmenter(module.net, spec, device=module.device, batch_size=dm.batch_size)
-    test = segmenter.evaluate(OxfordPetDataset(root, "test"), progress=False)
+    test = evaluate(segmenter, OxfordPetDataset(root, "test"), progress=False)
     train_images = len(dm.datasets["train"])
     steady = statistics.median(clock.epoch_s[2:]) if len(clock.epoch_s) > 2 else clock.epoch_s[-1]
     full = OFFICIAL_SPLIT_SIZES["train"]  # the official train split's images

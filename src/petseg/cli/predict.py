@@ -46,9 +46,9 @@ def parser():
 def _predict(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from petseg.errors import PetsegError
+    from petseg.files import writable_folder
     from petseg.inference import select_device
     from petseg.predict import check_outputs_free, collect_inputs, predict_files
-    from petseg.runs import check_writable_dir
     from petseg.segmenter import Segmenter
 
     device = select_device(args.device)  # a bad --device before anything is read or made
@@ -63,7 +63,7 @@ def _predict(argv: list[str] | None) -> int:
                          save_dir=args.save_dir, arch=args.arch)  # fmt: skip
     print(checkpoint_line(seg.checkpoint, f"{seg.arch}, {seg.image_size}px",
                           seg.checkpoint_reason))  # fmt: skip
-    check_writable_dir(output, "--output")  # made once the model loads: a bad one leaves none
+    writable_folder(output, "--output")  # made once the model loads: a bad one leaves none
     failed = predict_files(seg, jobs, output, missing=missing)
     for error in missing + failed:
         print(f"petseg-predict: skipped {error}", file=sys.stderr)

@@ -52,7 +52,8 @@ def parser():
         "holes), both, or none.",
     )
     parser.add_argument(
-        "--full-res",
+        "--full_res",
+        "--full-res",  # its spelling until 0.2.0
         action="store_true",
         help="Also score at each image's original size (logits resized bilinearly).",
     )
@@ -63,9 +64,9 @@ def _test(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from petseg.data.defaults import default_workers
     from petseg.data.download import ensure_data
+    from petseg.files import writable_folder
     from petseg.inference import select_device
     from petseg.report import check_report_folder, score_test_split
-    from petseg.runs import check_writable_dir
     from petseg.segmenter import Segmenter
 
     device = select_device(args.device)  # a bad --device before anything is read or made
@@ -81,7 +82,7 @@ def _test(argv: list[str] | None) -> int:
         postprocess=args.postprocess,
     )
     if args.output:  # made once the model loads: a bad checkpoint leaves no folder
-        check_writable_dir(args.output, "--output")
+        writable_folder(args.output, "--output")
     root, whence = data_root(args.data.root, seg)
     ensure_data(root, allow_download=args.data.download)
     extras = [", TTA"] if args.tta else []

@@ -10,8 +10,6 @@ training device (``petseg.data.gpu_augment``).
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,8 @@ from tqdm import tqdm
 from petseg.data import transforms
 from petseg.data.dataset import OxfordPetDataset
 from petseg.data.defaults import default_workers
+from petseg.errors import first_line
+from petseg.files import atomic_write
 
 CACHE_VERSION = 2  # 2: images area-averaged where they shrink (transforms.resize)
 
@@ -97,7 +97,7 @@ def _read(path: Path, dataset: OxfordPetDataset, image_size: int) -> dict | None
         data = torch.load(path, map_location="cpu", weights_only=True)
         problem = _problem(data, dataset, image_size)
     except Exception as err:  # a truncated or non-PyTorch file raises one of many types
-        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        problem = first_line(err)
     if problem is None:
         return data
     warnings.warn(f"cache file {path} is not a usable petseg cache ({problem}); rebuilding it",
@@ -118,12 +118,7 @@ def build_cache(dataset: OxfordPetDataset, image_size: int, cache_dir: str | Pat
     dataset.check_files(progress=len(dataset) > 1000)  # the key stays that of the listed files
     data = decode_split(dataset, image_size, progress=len(dataset) > 1000)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        torch.save(data, tmp)
-        tmp.replace(path)  # atomic: a killed run never leaves half a cache
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(data, tmp))  # a killed run leaves no half cache
     return data
 
 

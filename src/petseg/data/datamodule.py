@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from petseg.checkpoints import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from petseg.data.breeds import breed_of, check_breeds, spread_subset
 from petseg.data.cache import CachedSplit, as_batch, build_cache
 from petseg.data.copy_paste import copy_paste
@@ -15,9 +14,16 @@ from petseg.data.dataset import OxfordPetDataset, split_names
 from petseg.data.defaults import DEFAULT_ROOT, default_workers
 from petseg.data.download import ensure_data
 from petseg.data.sampler import SeededSampler
-from petseg.data.transforms import Augment, check_augment, eval_transform, train_transform
+from petseg.data.transforms import Augment, eval_transform, train_transform
 from petseg.errors import PetsegError
-from petseg.options import ClosedUnitInterval, ImageSize, NonNegativeInt, PositiveInt, plain
+from petseg.options import (
+    ClosedUnitInterval,
+    ImageSize,
+    NonNegativeInt,
+    PositiveInt,
+    check_arguments,
+    plain,
+)
 
 
 class PetDataModule(L.LightningDataModule):
@@ -65,20 +71,8 @@ class PetDataModule(L.LightningDataModule):
         holdout_breeds: list[str] | None = None,
     ) -> None:
         super().__init__()
-        # The parser checks these ranges (petseg.options); these checks cover Python callers.
-        if image_size < MIN_IMAGE_SIZE:
-            raise PetsegError(f"--data.image_size {image_size} is too small; use at least 32")
-        if image_size > MAX_IMAGE_SIZE:
-            raise PetsegError(f"--data.image_size {image_size} is too large; use at most 4096")
-        if batch_size < 1:
-            raise PetsegError(f"--data.batch_size {batch_size} must be at least 1")
-        if num_workers is not None and num_workers < 0:
-            raise PetsegError(f"--data.num_workers {num_workers} must be 0 or more")
-        check_augment(augment)
-        if not 0 <= copy_paste <= 1:
-            raise PetsegError(f"--data.copy_paste {copy_paste} is a probability: 0 to 1")
-        if train_limit is not None and train_limit < 1:
-            raise PetsegError(f"--data.train_limit {train_limit} must be at least 1")
+        # the parser checks these while parsing; this covers Python callers, from the same types
+        check_arguments(PetDataModule.__init__, locals(), "data")
         # plain numbers in the checkpoint, not the parser's restricted types (weights_only)
         image_size, batch_size = plain(image_size), plain(batch_size)
         num_workers, copy_paste = plain(num_workers), plain(copy_paste)
@@ -119,11 +113,6 @@ class PetDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         ensure_data(self.root, allow_download=False)
-        if stage == "fit" and "test" not in self.datasets:
-            # petseg-train scores the test split after fitting: a bad test file must stop the
-            # run now, not after the whole fit
-            test = OxfordPetDataset(self.root, "test", skip_missing=self.skip_missing)
-            test.check_files(progress=len(test) > 1000)
         for split in self._splits(stage):
             if split not in self.datasets:
                 transform = (
@@ -141,6 +130,14 @@ class PetDataModule(L.LightningDataModule):
                 else:
                     dataset.check_files(progress=len(dataset) > 1000)
                     self.datasets[split] = dataset
+
+    def check_split(self, split: str) -> None:
+        """Check every file of ``split`` now (downloading the data first if asked to): a bad
+        file is one line naming it, or, with ``skip_missing``, a warning. ``petseg.train``
+        checks the test split before fitting, since it scores it after."""
+        ensure_data(self.root, allow_download=self.download)
+        dataset = OxfordPetDataset(self.root, split, skip_missing=self.skip_missing)
+        dataset.check_files(progress=len(dataset) > 1000)
 
     def _dataset(self, split: str, transform=None) -> OxfordPetDataset:
         """The split's dataset, less the held-out breeds (train, valid) and cut to
@@ -197,8 +194,8 @@ class PetDataModule(L.LightningDataModule):
         (training only); on the cached path, normalisation of the uint8 batches on the device.
 
         Training batches of the cached path carry a seed drawn from their items' (seed, epoch)
-        seeds (``CachedSplit``); the standard path's are numbered by (seed, epoch, batch). The
-        batch augmentation is drawn from that alone, so a resumed run repeats it.
+        seeds (``CachedSplit``); the standard path's are numbered by (seed, epoch, optimizer
+        step). The batch augmentation is drawn from that alone, so a resumed run repeats it.
         """
         training = self.trainer is not None and self.trainer.training
         if not self.cache and not (training and self.copy_paste):
@@ -216,10 +213,10 @@ class PetDataModule(L.LightningDataModule):
 
     def _batch_seed(self, seed: list[int]) -> int:
         """The copy-paste seed of this training batch: from the cached batch's seed, or from
-        (run seed, epoch, batch number) on the standard path."""
-        loop = self.trainer.fit_loop.epoch_loop
-        key = [*seed, 1] if seed else [torch.initial_seed(), self.trainer.current_epoch,
-                                       loop.batch_progress.current.ready]  # fmt: skip
+        (run seed, epoch, optimizer step) on the standard path: all restored by a resume."""
+        trainer = self.trainer
+        key = [*seed, 1] if seed else [torch.initial_seed(), trainer.current_epoch,
+                                       trainer.global_step]  # fmt: skip
         return int(np.random.SeedSequence(key).generate_state(1)[0])
 
     def train_dataloader(self) -> DataLoader:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from petseg.data.defaults import default_workers
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, first_line
 
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = get_args(Split)
@@ -127,8 +127,7 @@ def _check_pixels(image: Image.Image, path: str | Path, kind: str) -> None:
 def _reading_error(kind: str, path: str | Path, err: Exception) -> PetsegError:
     if isinstance(err, FileNotFoundError):
         return PetsegError(f"{kind} not found: {path}")
-    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return PetsegError(f"cannot read {kind} {path}: {detail}")
+    return PetsegError(f"cannot read {kind} {path}: {first_line(err)}")
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import functools
 
+import kornia
 import kornia.augmentation as K
 import torch
 from kornia.color import lab_to_rgb, rgb_to_lab
 
 from petseg.data import transforms as T
-from petseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (or 0-255 float) ``(N, 3, H, W)`` to ImageNet-normalised float32, computed exactly
-    as albumentations' ``Normalize`` computes it."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255.0)
-    return (images.float() - mean) * inv_std
+    """uint8 (or 0-255 float) ``(N, 3, H, W)`` to ImageNet-normalised float32 with kornia, as
+    albumentations' ``Normalize`` computes it on the standard path (within 1e-6)."""
+    scale = torch.tensor(255.0, device=images.device)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device) * scale
+    std = torch.tensor(IMAGENET_STD, device=images.device) * scale
+    return kornia.enhance.normalize(images.float(), mean, std)
 
 
 class _LightnessClahe(K.RandomClahe):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from petseg.errors import PetsegError
+from petseg.files import folder_without
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -74,12 +74,9 @@ def make_synthetic_dataset(
     root = Path(root)
     names = [f"Synthetic_{i + 1}" for i in range(n_trainval + n_test)]
     split_files = [root / "annotations" / f"{split}.txt" for split in ("trainval", "test")]
-    taken = [p for p in split_files if p.exists()]
-    taken += [p for n in names for p in _sample_paths(root, n) if p.exists()]
-    if taken:  # a real data root, or an earlier synthetic one: never replace a user's files
-        raise PetsegError(
-            f"{root} already holds a dataset ({taken[0]}); pass a new folder to petseg-synth"
-        )
+    # a real data root, or an earlier synthetic one: never replace a user's files
+    targets = split_files + [p for n in names for p in _sample_paths(root, n)]
+    folder_without(root, targets, "a dataset", option="")
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "trimaps").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

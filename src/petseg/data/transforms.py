@@ -42,7 +42,7 @@ CHANNEL_SHUFFLE_P = 0.05
 def check_augment(augment: str) -> str:
     """``augment`` if it names a preset; a ``PetsegError`` listing the presets otherwise."""
     if augment not in AUGMENTS:
-        raise PetsegError(f"unknown augment {augment!r}; valid names: {', '.join(AUGMENTS)}")
+        raise PetsegError(f"augment {augment!r} is not one of: {', '.join(AUGMENTS)}")
     return augment
 
 

@@ -19,7 +19,7 @@ assert set(MODELS) == set(ARCHS)
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build the architecture ``name`` (``unet`` or ``resnet34_unet``) with ``kwargs``."""
     if name not in MODELS:
-        raise PetsegError(f"unknown architecture {name!r}; valid names: {', '.join(MODELS)}")
+        raise PetsegError(f"architecture {name!r} is not one of: {', '.join(MODELS)}")
     return MODELS[name](**kwargs)
 
 
