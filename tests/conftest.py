@@ -101,8 +101,8 @@ def sample_root() -> Path:
     return SHARED_SAMPLE
 
 
-def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
-    """petseg-train arguments for a small, fast CPU run writing under tmp_path."""
+def small_run_args(root: Path, *extra: str) -> list[str]:
+    """petseg-train options of a small, fast CPU run, without its folders."""
     return [
         "--data.root", str(root),
         "--data.image_size", "64",
@@ -113,10 +113,14 @@ def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
         "--trainer.precision", "32-true",  # not petseg's pick, which is bf16 on AMX CPUs
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
-        "--save_dir", str(tmp_path / "saved_models"),
-        "--log_dir", str(tmp_path / "logs"),
         *extra,
     ]  # fmt: skip
+
+
+def train_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """petseg-train arguments for a small, fast CPU run writing under tmp_path."""
+    folders = ["--save_dir", str(tmp_path / "saved_models"), "--log_dir", str(tmp_path / "logs")]
+    return small_run_args(root, *folders, *extra)
 
 
 # The shared run learns: at lr 1e-2 its validation Dice is about 0.11 after epoch 0 and 0.41

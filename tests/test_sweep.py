@@ -25,6 +25,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from conftest import small_run_args
 from petseg.cli import sweep_main
 from petseg.cli.sweep import split_argv
 from petseg.training import check_args
@@ -34,19 +35,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def base_args(root: Path, *extra: str) -> list[str]:
     """petseg-train options of a tiny, fast CPU run (its folders come from the sweep)."""
-    return [
-        "--arch", "unet",
-        "--data.root", str(root),
-        "--data.image_size", "64",
-        "--data.batch_size", "8",
-        "--data.num_workers", "0",
-        "--model.base_channels", "8",
-        "--trainer.accelerator", "cpu",
-        "--trainer.precision", "32-true",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.max_epochs", "1",
-        *extra,
-    ]  # fmt: skip
+    return small_run_args(root, "--arch", "unet", "--trainer.max_epochs", "1", *extra)
 
 
 def write_space(folder: Path, space: dict) -> Path:

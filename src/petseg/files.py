@@ -18,6 +18,7 @@ reader (or a crash) sees the earlier file or the whole new one; with ``durable``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -123,11 +124,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], durable: boo
         folder.mkdir(parents=True, exist_ok=True)
         write(tmp)
         if durable:  # a full disk can surface only here (delayed allocation): inside the try
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(tmp)
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
@@ -166,15 +163,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sync_folder(folder: Path) -> None:
-    """fsync a folder's entries (not every platform opens folders: then nothing)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder's entries (not every platform opens or syncs folders: then nothing)."""
+    with contextlib.suppress(OSError):
+        _fsync(folder)

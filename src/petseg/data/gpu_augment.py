@@ -30,9 +30,8 @@ from petseg.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 (or 0-255 float) ``(N, 3, H, W)`` to ImageNet-normalised float32 with kornia, as
     albumentations' ``Normalize`` computes it on the standard path (within 1e-6)."""
-    scale = torch.tensor(255.0, device=images.device)
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device) * scale
-    std = torch.tensor(IMAGENET_STD, device=images.device) * scale
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=images.device) * 255.0
     return kornia.enhance.normalize(images.float(), mean, std)
 
 
