@@ -162,3 +162,18 @@ def test_the_segmenter_postprocesses_masks_into_one_region_without_holes(quirks_
     assert ndimage.label(mask, structure=np.ones((3, 3), bool))[1] == 1  # at the image's size
     assert (ndimage.binary_fill_holes(raw) != raw).any()
     assert (ndimage.binary_fill_holes(mask) == mask).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "--batch_size 0 is out of range"),
+        ({"batch_size": 2.5}, "--batch_size 2.5 is out of range"),
+        ({"postprocess": "biggest"}, "--postprocess 'biggest' is not one of: none, largest"),
+    ],
+)
+def test_the_segmenter_refuses_bad_options_from_python_as_the_parser_does(options, message):
+    from petseg.checkpoints import ModelSpec
+
+    with pytest.raises(PetsegError, match=message):
+        petseg.Segmenter(_Specks(), ModelSpec("unet", {}, image_size=32), device="cpu", **options)

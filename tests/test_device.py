@@ -83,3 +83,39 @@ def test_dice_s_keeps_the_budget_for_the_time_to_dice_run(tmp_path):
     result = json.loads(out.read_text())
     assert result["throughput"] == {} and len(result["skipped"]) == 8
     assert result["time_to_dice"]["epochs_run"] == 2
+
+
+def test_device_data_reduces_images_and_keeps_trimap_labels(tmp_path):
+    """scripts/device_data.py: the copy that travels to the device keeps the layout, the lists
+    and the trimaps' three labels (nearest-neighbour), with the longest side reduced."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from petseg.data.synthetic import make_synthetic_dataset
+
+    script = Path(__file__).parents[1] / "scripts" / "device_data.py"
+    spec = importlib.util.spec_from_file_location("device_data", script)
+    device_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device_data)
+    source = make_synthetic_dataset(tmp_path / "source", 4, 2, size_range=(60, 90))
+    target = tmp_path / "reduced"
+    assert device_data.main([str(source), str(target), "--side", "40"]) == 0
+    for name in ("trainval.txt", "test.txt"):
+        lists = (target / "annotations" / name).read_text()
+        assert lists == (source / "annotations" / name).read_text()
+    trimaps = sorted((target / "annotations" / "trimaps").glob("*.png"))
+    assert len(trimaps) == len(list((source / "images").glob("*.jpg"))) == 6
+    for trimap in trimaps:
+        reduced = np.asarray(Image.open(trimap))
+        original = Image.open(source / "annotations" / "trimaps" / trimap.name)
+        assert max(reduced.shape) == 40
+        nearest = original.resize(reduced.shape[::-1], Image.Resampling.NEAREST)
+        assert (reduced == np.asarray(nearest)).all()  # labels stay labels, none blended
+        with Image.open(target / "images" / f"{trimap.stem}.jpg") as image:
+            assert image.size == reduced.shape[::-1]
+    assert "Not the original resolution" in (target / "REDUCED.md").read_text()
+    with pytest.raises(SystemExit):  # an existing folder is never written into
+        device_data.main([str(source), str(target)])

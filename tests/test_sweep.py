@@ -154,7 +154,9 @@ def test_a_bad_space_is_one_line_before_anything_trains(
         (["--trials", "2", "--ckpt_path", "last"], "cannot resume a checkpoint"),
         (["--trials", "2", "--seed_everything", "3"], "use --seeds K"),
         (["--trials", "2", "--sampler", "grid2"], "--sampler"),
-        (["--trials", "0"], "--trials must be at least 1"),
+        (["--trials", "0"], "--trials 0 is out of range"),
+        (["--trials", "2", "--seeds", "0"], "seeds"),
+        (["--trials", "2", "--heartbeat", "0"], "heartbeat"),
         (["--sampler", "tpe"], "--trials N is needed"),
         (["--trials", "2", "--sampler", "grid", "--space", "float.yaml"], "give model.lr a step"),
         (["--trials", "2", "--data.root", "nowhere", "--data.download", "false"], "nowhere"),
@@ -571,3 +573,19 @@ def test_opening_a_storage_retries_the_schema_race_of_workers_started_together(m
     with pytest.raises(PetsegError, match="cannot open it"):  # a lasting error still stops
         sweep.open_storage("postgresql://db/x")
     assert len(calls) == sweep.SCHEMA_ATTEMPTS
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"trials": 0}, "--trials 0 is out of range"),
+        ({"trials": 2, "seeds": 0}, "--seeds 0 is out of range"),
+        ({"trials": 2, "sampler": "grid2"}, "--sampler 'grid2' is not one of: tpe, random, grid"),
+    ],
+)
+def test_a_sweep_config_from_python_is_checked_as_the_parser_checks(options, message):
+    from petseg.errors import PetsegError
+    from petseg.sweep import SweepConfig
+
+    with pytest.raises(PetsegError, match=message):
+        SweepConfig(space={}, study="s", **options)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_args
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from petseg.errors import PetsegError
@@ -19,6 +14,7 @@ from petseg.inference import predicted_mask
 from petseg.losses import LossName, SegmentationLoss
 from petseg.metrics import BinarySegmentationScores
 from petseg.models import build_model
+from petseg.optim import OptimizerName, SchedulerName, build_optimizer, lr_scheduler_config
 from petseg.options import (
     DecayFactor,
     Momentum,
@@ -30,21 +26,9 @@ from petseg.options import (
     check_arguments,
     plain,
 )
-from petseg.schedules import BudgetedOneCycleLR
 from petseg.visualize import comparison_grid, denormalize
 
-OptimizerName = Literal["adamw", "adam", "radam", "sgd"]
-SchedulerName = Literal["cosine", "onecycle", "exponential", "none"]
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adamw": torch.optim.AdamW,
-    "adam": torch.optim.Adam,
-    "radam": torch.optim.RAdam,
-    "sgd": torch.optim.SGD,
-}
-assert set(OPTIMIZERS) == set(get_args(OptimizerName))  # one list of names, checked here
 STAGES = ("train", "val")
-# One-cycle steps when only --trainer.max_time bounds the run: the time budget sets the pace.
-UNBOUNDED_STEPS = 1_000_000
 FINITE_CHECK_EVERY = 32  # steps between host reads of the non-finite-loss flag
 
 
@@ -199,43 +183,10 @@ class SegmentationModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
-        if hp.optimizer == "sgd":
-            kwargs.update(momentum=hp.momentum, nesterov=hp.momentum > 0)
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
-        if hp.scheduler == "none":
+        optimizer = build_optimizer(
+            hp.optimizer, self.parameters(), hp.lr, hp.weight_decay, hp.momentum
+        )
+        schedule = lr_scheduler_config(hp.scheduler, optimizer, self.trainer, hp.lr, hp.gamma)
+        if schedule is None:
             return optimizer
-        if hp.scheduler == "exponential":
-            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.gamma)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        budget_spent = self._time_budget_spent()
-        steps = self.trainer.estimated_stepping_batches
-        if math.isinf(steps) and not (hp.scheduler == "onecycle" and budget_spent):
-            raise PetsegError(
-                f"--model.scheduler {hp.scheduler} needs a length: set --trainer.max_epochs or "
-                "--trainer.max_steps (or use --model.scheduler onecycle with --trainer.max_time)"
-            )
-        if budget_spent is not None and hp.scheduler == "cosine":
-            rank_zero_warn(
-                "--trainer.max_time stops the cosine schedule wherever the time runs out; "
-                "--model.scheduler onecycle follows the time budget to the end of its cycle"
-            )
-        steps = UNBOUNDED_STEPS if math.isinf(steps) else max(1, int(steps))
-        if hp.scheduler == "onecycle":
-            scheduler = BudgetedOneCycleLR(optimizer, hp.lr, steps, budget_spent)
-        else:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        per_step = {"scheduler": scheduler, "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": per_step}
-
-    def _time_budget_spent(self) -> Callable[[], float] | None:
-        """With ``--trainer.max_time``, a function returning the fraction of it spent so far."""
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is None or timer.time_remaining() is None:
-            return None
-
-        def spent() -> float:
-            elapsed, remaining = timer.time_elapsed(), timer.time_remaining()
-            return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
-
-        return spent
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -70,7 +70,8 @@ def plain(value: Any) -> Any:
 def check_arguments(function: Callable, values: Mapping[str, Any], prefix: str) -> None:
     """For Python callers, the check the parser makes of the same signature: each of ``values``
     against its parameter's annotation in ``function`` (a ``Literal``'s choices, a restricted
-    number's range, and finite), with one line naming ``--<prefix>.<name>``.
+    number's range, and finite), with one line naming ``--<prefix>.<name>`` (``--<name>`` when
+    ``prefix`` is empty).
 
     Command lines are checked by jsonargparse while parsing; ``SegmentationModule`` and
     ``PetDataModule`` call this so that ``petseg.train({...})`` and direct construction meet
@@ -78,7 +79,7 @@ def check_arguments(function: Callable, values: Mapping[str, Any], prefix: str) 
     """
     hints = get_type_hints(function)
     for name, value in values.items():
-        kind, option = hints.get(name), f"--{prefix}.{name}"
+        kind, option = hints.get(name), f"--{prefix}.{name}" if prefix else f"--{name}"
         members = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
         if value is None and type(None) in members:
             continue

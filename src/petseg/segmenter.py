@@ -25,6 +25,7 @@ from petseg.checkpoints import ModelSpec, check_threshold, load_model
 from petseg.data.dataset import read_image, to_rgb
 from petseg.errors import PetsegError
 from petseg.inference import predict_logits, predicted_mask, resize_logits, select_device
+from petseg.options import PositiveInt, check_arguments
 from petseg.postprocess import PostProcess, postprocess_logits
 from petseg.runs import DEFAULT_SAVE_DIR, resolve_checkpoint
 
@@ -50,12 +51,11 @@ class Segmenter:
         spec: ModelSpec,
         device: str | torch.device = "auto",
         tta: bool = False,
-        batch_size: int = 8,
+        batch_size: PositiveInt = 8,
         postprocess: PostProcess = "none",
     ) -> None:
-        if batch_size < 1:
-            raise PetsegError(f"--batch_size {batch_size} must be at least 1")
-        postprocess_logits(torch.zeros(1, 1, 1, 1), mode=postprocess)  # a bad name fails here
+        checked = {"batch_size": batch_size, "postprocess": postprocess}
+        check_arguments(Segmenter.__init__, checked, prefix="")
         from petseg.data.transforms import eval_transform  # albumentations: imported on use
 
         self.spec = spec

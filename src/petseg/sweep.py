@@ -32,14 +32,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
 from petseg.errors import PetsegError, first_line
+from petseg.options import PositiveInt, check_arguments
 
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "hyperband", "none")
+SamplerName = Literal["tpe", "random", "grid"]
+PrunerName = Literal["median", "hyperband", "none"]
+SAMPLERS, PRUNERS = get_args(SamplerName), get_args(PrunerName)
 HEARTBEAT = 10  # seconds between a running trial's heartbeats
 GRACE = 30  # a RUNNING trial without a heartbeat for this long is marked failed
 MAX_FAILURES = 3  # a worker stops after this many failed trials in a row
@@ -62,17 +64,21 @@ class SweepConfig:
 
     space: dict[str, dict[str, Any]]
     study: str
-    trials: int | None
+    trials: PositiveInt | None
     train_args: list[str] = field(default_factory=list)
     storage: str | None = None
     sweep_dir: Path = Path("sweeps")
-    sampler: str = "tpe"
-    pruner: str = "median"
-    seeds: int = 1
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "median"
+    seeds: PositiveInt = 1
     seed: int = 42
     test: bool = True
-    heartbeat: int = HEARTBEAT
-    max_failures: int = MAX_FAILURES
+    heartbeat: PositiveInt = HEARTBEAT
+    max_failures: PositiveInt = MAX_FAILURES
+
+    def __post_init__(self) -> None:
+        # the parser checks these while parsing; this covers Python callers, from the same types
+        check_arguments(SweepConfig, vars(self), prefix="")
 
 
 # --- the space ---------------------------------------------------------------------------------
@@ -542,10 +548,6 @@ def run_sweep(cfg: SweepConfig) -> int:
             total = size
     if total is None:
         raise PetsegError("--trials N is needed (the study's total) unless --sampler grid")
-    if total < 1:
-        raise PetsegError(f"--trials must be at least 1, not {total}")
-    if cfg.seeds < 1:
-        raise PetsegError(f"--seeds must be at least 1, not {cfg.seeds}")
     defaults = [f"--save_dir={folder / 'saved_models'}", f"--log_dir={folder / 'logs'}"]
     train_args = [*defaults, *cfg.train_args]  # the user's own --save_dir or config wins
     check_options(train_args, cfg.space)  # before a study or a run is made

@@ -67,6 +67,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _parser():
+    from petseg.options import PositiveInt
     from petseg.sweep import GRACE, HEARTBEAT, MAX_FAILURES, PRUNERS, SAMPLERS
 
     parser = command_parser("petseg-sweep", DESCRIPTION)
@@ -74,7 +75,7 @@ def _parser():
     parser.add_argument("--study", type=str, required=True, help="The study's name.")
     parser.add_argument(
         "--trials",
-        type=int | None,
+        type=int | None,  # SweepConfig checks the range (the parser's Union message is long)
         default=None,
         help="The study's total: a worker stops when the study holds this many complete or "
         "pruned trials (default with --sampler grid: every point of the grid once).",
@@ -93,7 +94,9 @@ def _parser():
         default="median",
         help="Stops unpromising trials early, on the first seed's validation Dice per epoch.",
     )
-    parser.add_argument("--seeds", type=int, default=1, help="Runs per trial (objective: mean).")
+    parser.add_argument(
+        "--seeds", type=PositiveInt, default=1, help="Runs per trial (objective: mean)."
+    )
     parser.add_argument("--seed", type=int, default=42, help="First seed (then SEED+1, ...).")
     parser.add_argument(
         "--test",
@@ -110,14 +113,14 @@ def _parser():
     )
     parser.add_argument(
         "--heartbeat",
-        type=int,
+        type=PositiveInt,
         default=HEARTBEAT,
         help=f"Seconds between a trial's heartbeats; a trial silent for 3 of them (default "
         f"{GRACE} s) is marked failed, as when its worker was killed.",
     )
     parser.add_argument(
         "--max_failures",
-        type=int,
+        type=PositiveInt,
         default=MAX_FAILURES,
         help="Stop this worker after this many failed trials in a row.",
     )
@@ -180,8 +183,6 @@ def _sweep(argv: list[str] | None) -> int:
         heartbeat=args.heartbeat,
         max_failures=args.max_failures,
     )
-    if cfg.heartbeat < 1:
-        raise PetsegError(f"--heartbeat must be at least 1 second, not {cfg.heartbeat}")
     return sweep.run_sweep(cfg)
 
 

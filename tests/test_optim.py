@@ -3,7 +3,7 @@ import io
 import pytest
 import torch
 
-from petseg.schedules import BudgetedOneCycleLR
+from petseg.optim import BudgetedOneCycleLR
 
 
 def _optimizer():
