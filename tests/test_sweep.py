@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from conftest import small_run_args
 from petseg.cli import sweep_main
 from petseg.cli.sweep import split_argv
+from petseg.sweep import SURPLUS
 from petseg.training import check_args
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -72,7 +73,8 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the worker ended ({proc.returncode}) before {what}")
+            said = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise AssertionError(f"the worker ended ({proc.returncode}) before {what}: {said}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -462,7 +464,11 @@ def test_two_workers_share_a_postgresql_study(postgres_url, synthetic_root, tmp_
     for w, (_, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err[-3000:]
     trials = optuna.load_study(study_name="pg", storage=postgres_url).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4  # the total, shared
+    # the total, shared; a trial that two workers' counts let in as well steps aside, untrained
+    surplus = [t for t in trials if t.user_attrs.get("fail_reason") == SURPLUS]
+    assert all(t.state == TrialState.FAIL and "runs" not in t.user_attrs for t in surplus)
+    trials = [t for t in trials if t not in surplus]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     pids = {str(w.pid) for w in workers}
     assert {t.user_attrs["worker"].split(":")[-1] for t in trials} == pids  # both trained
     runs = [Path(tmp_path, r) for t in trials for r in t.user_attrs["runs"]]
@@ -589,3 +595,20 @@ def test_a_sweep_config_from_python_is_checked_as_the_parser_checks(options, mes
 
     with pytest.raises(PetsegError, match=message):
         SweepConfig(space={}, study="s", **options)
+
+
+def test_a_trial_created_after_the_total_was_taken_steps_aside():
+    """Two workers that count the study at the same moment both create a trial; the later one
+    (by Optuna's number) sees the earlier and is not trained."""
+    from petseg.sweep import _is_surplus
+
+    study = optuna.create_study()
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        study.add_trial(
+            optuna.trial.create_trial(state=state, value=0.5 if state.name == "COMPLETE" else None)
+        )
+    running = study.ask()  # another worker's trial, still training
+    late = study.ask()
+    assert not _is_surplus(running, total=3)  # complete + pruned: 2 before it; a failure is not one
+    assert _is_surplus(late, total=3)  # complete + pruned + running: the total is taken
+    assert not _is_surplus(late, total=4)

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
+from jsonargparse.typing import PositiveInt
 
 from petseg.errors import PetsegError, first_line
-from petseg.options import PositiveInt, check_arguments
 
 SamplerName = Literal["tpe", "random", "grid"]
 PrunerName = Literal["median", "hyperband", "none"]
@@ -78,6 +78,8 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         # the parser checks these while parsing; this covers Python callers, from the same types
+        from petseg.options import check_arguments  # imports torch: not for --help
+
         check_arguments(SweepConfig, vars(self), prefix="")
 
 
@@ -406,14 +408,39 @@ def _reporter_class():
     return TrialReporter
 
 
+SURPLUS = "not trained: earlier trials of other workers already make the study's total"
+
+
+class _Surplus(Exception):
+    """A trial created after the study's total was taken (two workers counted at once)."""
+
+
+def _is_surplus(trial, total: int) -> bool:
+    """Whether the trials numbered before ``trial`` (Optuna numbers them in the order they
+    were created, across workers) already make ``total`` without a failure among them.
+
+    Workers count the study before they create a trial; two that count at the same moment
+    would both create one. The later one, seeing the earlier, steps aside.
+    """
+    from optuna.trial import TrialState
+
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    earlier = trial.study.get_trials(deepcopy=False, states=counted)
+    return sum(t.number < trial.number for t in earlier) >= total
+
+
 class _Objective:
     """Trains one trial's configuration over the seeds; returns the mean best val Dice."""
 
-    def __init__(self, cfg: SweepConfig, train_args: list[str], storage_url: str) -> None:
+    def __init__(
+        self, cfg: SweepConfig, train_args: list[str], storage_url: str, total: int
+    ) -> None:
         self.cfg, self.train_args, self.storage_url = cfg, train_args, storage_url
+        self.total = total
         self.exit_code = 130  # as Ctrl-C; 128 + the signal's number when training caught one
         self.reporter_class = _reporter_class()
         self.number: int | None = None  # the trial being trained, once it has started
+        self.surplus = False  # the trial stepped aside: earlier ones already make the total
 
     def __call__(self, trial) -> float:
         import optuna
@@ -423,6 +450,11 @@ class _Objective:
         from petseg.training import train
 
         self.number = trial.number
+        self.surplus = _is_surplus(trial, self.total)
+        if self.surplus:
+            trial.set_user_attr("fail_reason", SURPLUS)
+            print(f"trial {trial.number} {SURPLUS}")
+            raise _Surplus(SURPLUS)
         params = {key: _suggest(trial, key, spec) for key, spec in self.cfg.space.items()}
         extra = option_args(params)
         seeds = [self.cfg.seed + i for i in range(self.cfg.seeds)]
@@ -571,7 +603,7 @@ def run_sweep(cfg: SweepConfig) -> int:
         f"sweep {cfg.study}: {total} trials of {cfg.seeds} seed(s), {cfg.sampler} sampler, "
         f"{cfg.pruner} pruner, storage {_safe_url(storage_url)}"
     )
-    objective = _Objective(cfg, train_args, storage_url)
+    objective = _Objective(cfg, train_args, storage_url, total)
     try:
         done = _work(study, objective, cfg, total)
     except KeyboardInterrupt:
@@ -622,7 +654,8 @@ def _work(study, objective: _Objective, cfg: SweepConfig, total: int) -> bool:
         study.optimize(objective, n_trials=1, catch=(Exception,))
         mine = objective.number  # this worker's trial (others may have started later ones)
         state = study.get_trials(deepcopy=False)[mine].state if mine is not None else None
-        failures = failures + 1 if state in (TrialState.FAIL, None) else 0
+        if not objective.surplus:
+            failures = failures + 1 if state in (TrialState.FAIL, None) else 0
     return True
 
 

@@ -67,7 +67,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _parser():
-    from petseg.options import PositiveInt
+    from jsonargparse.typing import PositiveInt
+
     from petseg.sweep import GRACE, HEARTBEAT, MAX_FAILURES, PRUNERS, SAMPLERS
 
     parser = command_parser("petseg-sweep", DESCRIPTION)
