@@ -440,7 +440,6 @@ class _Objective:
         self.exit_code = 130  # as Ctrl-C; 128 + the signal's number when training caught one
         self.reporter_class = _reporter_class()
         self.number: int | None = None  # the trial being trained, once it has started
-        self.surplus = False  # the trial stepped aside: earlier ones already make the total
 
     def __call__(self, trial) -> float:
         import optuna
@@ -450,8 +449,7 @@ class _Objective:
         from petseg.training import train
 
         self.number = trial.number
-        self.surplus = _is_surplus(trial, self.total)
-        if self.surplus:
+        if _is_surplus(trial, self.total):
             trial.set_user_attr("fail_reason", SURPLUS)
             print(f"trial {trial.number} {SURPLUS}")
             raise _Surplus(SURPLUS)
@@ -653,9 +651,11 @@ def _work(study, objective: _Objective, cfg: SweepConfig, total: int) -> bool:
         objective.number = None
         study.optimize(objective, n_trials=1, catch=(Exception,))
         mine = objective.number  # this worker's trial (others may have started later ones)
-        state = study.get_trials(deepcopy=False)[mine].state if mine is not None else None
-        if not objective.surplus:
-            failures = failures + 1 if state in (TrialState.FAIL, None) else 0
+        trial = study.get_trials(deepcopy=False)[mine] if mine is not None else None
+        # a trial that stepped aside for another worker's is no failure of this worker's
+        stepped_aside = trial is not None and trial.user_attrs.get("fail_reason") == SURPLUS
+        if not stepped_aside:
+            failures = failures + 1 if trial is None or trial.state == TrialState.FAIL else 0
     return True
 
 
